@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -32,9 +33,21 @@ from bids_regionx.core.masks import binarize_mask
 from bids_regionx.core.region_extraction import RegionParams, extract_regions
 from bids_regionx.core.resampling import resample_data, resample_img
 
+try:  # scikit-learn >= 1.6 (older versions never call __sklearn_tags__)
+    from sklearn.utils import InputTags
+except ImportError:  # pragma: no cover
+    InputTags = object
+
 _NUMBER = (float, np.floating, int, np.integer)
 _STANDARDIZE = ("zscore_sample", "psc", True, False, None)
 _TARGETS = ("mask", "maps", "data", None)
+
+
+@dataclass
+class _ImageInputTags(InputTags):
+    """scikit-learn input tags plus nilearn's ``niimg_like`` (X is a NIfTI image)."""
+
+    niimg_like: bool = True
 
 
 def _check_type(value, types, name: str, *, allow_none: bool = False) -> None:
@@ -45,7 +58,10 @@ def _check_type(value, types, name: str, *, allow_none: bool = False) -> None:
     else:
         ok = isinstance(value, types)
     if not ok:
-        names = ", ".join(t.__name__ for t in types) + (", None" if allow_none else "")
+        # nilearn's format ("float | numpy.floating | ..."); numpy types are qualified so that
+        # bool and numpy.bool do not read as "bool, bool".
+        names = [f"numpy.{t.__name__}" if t.__module__ == "numpy" else t.__name__ for t in types]
+        names = " | ".join([*dict.fromkeys(names), *(["None"] if allow_none else [])])
         raise TypeError(
             f"'{name}' must be of type(s): '{names}'.\nGot: '{value.__class__.__name__}'"
         )
@@ -287,6 +303,9 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
         compute = extract_regions
         if self.memory_.location is not None and self.memory_level >= 1:
             compute = self.memory_.cache(extract_regions, ignore=["n_threads"])
+            # joblib hashes a file-backed image by its header and file name, not its data,
+            # so a rewritten file would hit a stale entry: hand it the data instead.
+            maps = _with_data_in_memory(maps)
         self.regions_img_, split = compute(maps, params, mask_img=self.mask_img_)
         self.index_ = list(split.index)
         self._fit_grid(data_img)
@@ -447,9 +466,12 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
         from bids_regionx.core.confounds import high_variance_confounds_from_blocks
 
         data = img.dataobj if len(img.shape) == 4 else get_data(img)[..., np.newaxis]
-        stacked = [high_variance_confounds_from_blocks(data)]
+        # In float64 whatever the BOLD dtype, like the rest of our pipeline: nilearn works in
+        # float32 for float32 runs, which moves the cleaned signals by ~1e-5 of their largest
+        # value (the eigenvectors amplify the rounding); this stays ~1e-8 from exact arithmetic.
+        stacked = [high_variance_confounds_from_blocks(_Float64Blocks(data))]
         if confounds is not None:
-            stacked += confounds if isinstance(confounds, list) else [confounds]
+            stacked += list(confounds) if isinstance(confounds, (list, tuple)) else [confounds]
         return self.transform_single_imgs(img, confounds=stacked, sample_mask=sample_mask)
 
     def transform_single_imgs(self, imgs, confounds=None, sample_mask=None):
@@ -612,8 +634,17 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
     # ------------------------------------------------------------------------------------------
     # reports
 
-    def _more_tags(self):
-        return {"X_types": ["niimg_like"]}
+    def __sklearn_tags__(self):
+        """scikit-learn tags: a transformer whose ``X`` is a NIfTI image, not an array.
+
+        ``input_tags.niimg_like`` is nilearn's marker for image estimators (it replaces the
+        pre-1.6 ``_more_tags`` ``X_types``, which scikit-learn >= 1.6 rejects on its own).
+        ``two_d_array`` stays True, as in nilearn, so scikit-learn's array-based checks still
+        run; those that pass arrays are listed as expected failures in the tests.
+        """
+        tags = super().__sklearn_tags__()
+        tags.input_tags = _ImageInputTags()
+        return tags
 
 
 # ----------------------------------------------------------------------------------------------
@@ -626,6 +657,24 @@ def _per_run(value, n: int, name: str) -> list:
     if not isinstance(value, (list, tuple)) or len(value) != n:
         raise ValueError(f"'{name}' must be a list with one entry per image ({n} images)")
     return list(value)
+
+
+def _with_data_in_memory(img) -> nib.Nifti1Image:
+    """``img`` with its data read into an array (same values, layout, affine and header)."""
+    if isinstance(img.dataobj, np.ndarray):
+        return img
+    return img.__class__(get_data(img), img.affine, header=img.header)
+
+
+class _Float64Blocks:
+    """Read-only view of an array (or nibabel proxy) whose slices come back as float64."""
+
+    def __init__(self, data):
+        self._data = data
+        self.shape = tuple(data.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self._data[key], dtype=np.float64)
 
 
 def _middle_volume(img) -> nib.Nifti1Image:
@@ -666,8 +715,15 @@ def _data_resampler(img, maps_img):
 
 
 def _check_overlap(maps: np.ndarray) -> None:
-    """Raise if two maps are > eps at one voxel (the maps themselves are not changed)."""
-    positive = maps > (np.finfo(maps.dtype).eps if maps.dtype.kind == "f" else 0)
+    """Raise if two maps are >= eps at one voxel (the maps themselves are not changed).
+
+    The reference zeroes values below eps and then counts values > 0, so a value of exactly
+    eps counts as overlapping.
+    """
+    if maps.dtype.kind == "f":
+        positive = maps >= np.finfo(maps.dtype).eps
+    else:
+        positive = maps > 0
     if np.any(positive.sum(axis=3) > 1):
         raise ValueError(
             "Overlap detected in the maps. The overlap may be due to the atlas itself or "

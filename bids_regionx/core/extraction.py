@@ -5,9 +5,9 @@ The reference (spec §6) Gaussian-smooths the whole 4D run, then solves, for eve
 Both steps are linear in the data, so with ``P = pinv(M)`` and ``G`` the smoothing operator the
 signals are ``P G d = Z^T d`` with ``Z = G^T P^T`` computed once per (maps, grid, mask, FWHM):
 
-* ``P`` comes from the maps' Gram matrix ``M^T M`` (float64, one small eigenproblem per group of
-  overlapping maps, singular values below the reference's LAPACK cutoff dropped), so it keeps the
-  maps' sparsity: zero rows of ``M`` add nothing to a least-squares fit;
+* ``P`` comes from one small SVD per group of overlapping maps, on the group's voxels only
+  (float64; singular values below the reference's LAPACK cutoff dropped), so it keeps the maps'
+  sparsity: zero rows of ``M`` add nothing to a least-squares fit;
 * ``G^T`` is applied to the few columns of ``P^T`` rather than ``G`` to hundreds of volumes: the
   separable, reflect-boundary Gaussian of the reference is written as one small matrix per axis;
 * ``Z`` is a sparse ``(n_maps, n_rows)`` matrix over the voxels its columns touch, and each block
@@ -88,30 +88,37 @@ def _adjoint_smooth(values: np.ndarray, box, grown, mats) -> np.ndarray:
     return out
 
 
-def _pinv_blocks(gram: np.ndarray, rcond: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Pseudo-inverse of a Gram matrix, one block per group of coupled maps.
+def _coupled_groups(design: sparse.csc_matrix) -> list[np.ndarray]:
+    """Indices of maps grouped by shared voxels (maps in different groups never overlap)."""
+    overlap = (design.T @ design).tocsr()
+    n_groups, group = connected_components(overlap != 0, directed=False)
+    return [np.flatnonzero(group == g) for g in range(n_groups)]
 
-    Singular values of ``M`` (square roots of the Gram eigenvalues) below
-    ``rcond * largest`` count as zero, as in LAPACK's ``gelsd`` with ``cond = rcond``.
+
+def _group_pinv_t(design: sparse.csc_matrix, rcond: float):
+    """``pinv(M)^T`` restricted to each group of overlapping maps, on the group's voxels.
+
+    ``M`` is block diagonal across groups, so its pseudo-inverse is too. Each group's
+    pseudo-inverse comes from the SVD of its (voxels x maps) block; singular values below
+    ``rcond`` times the largest singular value of all of ``M`` count as zero, which is the rank
+    decision LAPACK's ``gelsd`` makes with ``cond = rcond``.
 
     Returns
     -------
-    list of (indices, inverse)
+    list of (map indices, voxel indices, pinv^T values of shape (n_voxels, n_maps))
     """
-    n_groups, group = connected_components(sparse.csr_matrix(gram != 0), directed=False)
     decomposed = []
     top = 0.0
-    for g in range(n_groups):
-        idx = np.flatnonzero(group == g)
-        w, v = np.linalg.eigh(gram[np.ix_(idx, idx)])
-        decomposed.append((idx, w, v))
-        top = max(top, float(w.max()))
-    cutoff = (rcond * np.sqrt(top)) ** 2
+    for idx in _coupled_groups(design):
+        sub = design[:, idx]
+        support = np.unique(sub.indices)
+        u, sv, vt = np.linalg.svd(sub[support].toarray(), full_matrices=False)
+        decomposed.append((idx, support, u, sv, vt))
+        top = max(top, float(sv.max()) if sv.size else 0.0)
     out = []
-    for idx, w, v in decomposed:
-        keep = w > cutoff
-        inv = (v[:, keep] / w[keep]) @ v[:, keep].T
-        out.append((idx, inv))
+    for idx, support, u, sv, vt in decomposed:
+        keep = sv > rcond * top
+        out.append((idx, support, (u[:, keep] / sv[keep]) @ vt[keep]))
     return out
 
 
@@ -193,15 +200,11 @@ def plan_extraction(
         (np.concatenate(values), (np.concatenate(flat_rows), np.concatenate(cols))),
         shape=(n_vox, kept.size),
     )
-    gram = (design.T @ design).toarray()
     mats = _smoothing_matrices(shape, affine, smoothing_fwhm)
     reach = [kernel_radius_voxels(s) for s in fwhm_to_sigma_voxels(affine, smoothing_fwhm)]
 
     out_cols, out_rows, out_vals = [], [], []
-    for idx, inv in _pinv_blocks(gram, rcond):
-        sub = design[:, idx]
-        support = np.unique(sub.indices)
-        dense = sub[support].toarray() @ inv  # P^T on the group's voxels
+    for idx, support, dense in _group_pinv_t(design, rcond):
         if any(m is not None for m in mats):
             coords = np.unravel_index(support, shape, order="F")
             box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in coords)

@@ -15,7 +15,7 @@ import numpy as np
 from bids_regionx.core.images import get_data, load_img, new_img_like
 from bids_regionx.core.masks import mask_on_grid
 from bids_regionx.core.regions import EXTRACTORS, RegionSplit, split_maps
-from bids_regionx.core.thresholding import STRATEGIES, threshold_maps
+from bids_regionx.core.thresholding import STRATEGIES, resolve_threshold
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def extract_regions(
     params.validate()
     img, data = load_maps(maps_img)
     mask = None if mask_img is None else mask_on_grid(mask_img, img.affine, data.shape)
-    thresholded = threshold_maps(
+    threshold = resolve_threshold(
         data,
         strategy=params.thresholding_strategy,
         threshold=params.threshold,
@@ -155,8 +155,9 @@ def extract_regions(
         mask=mask,
     )
     split = split_maps(
-        thresholded,
+        data,
         img.affine,
+        threshold=threshold,
         extractor=params.extractor,
         min_region_size=params.min_region_size,
         smoothing_fwhm=params.smoothing_fwhm,

@@ -29,6 +29,7 @@ from bids_regionx.core.images import voxel_volume_mm3
 from bids_regionx.core.peaks import peak_mask
 from bids_regionx.core.random_walker import random_walker, walker_std
 from bids_regionx.core.smoothing import fwhm_to_sigma_voxels, kernel_radius_voxels, smooth_array
+from bids_regionx.core.thresholding import Threshold
 
 EXTRACTORS = ("connected_components", "local_regions")
 
@@ -62,6 +63,7 @@ class _Piece:
     box: Box
     inside: np.ndarray
     n_voxels: int
+    values: np.ndarray  # the (thresholded, masked) map on ``box``
 
 
 def bounding_box(nonzero: np.ndarray) -> Box | None:
@@ -110,9 +112,14 @@ def _local_region_labels(m, affine, smoothing_fwhm, support, warn) -> np.ndarray
     return walked
 
 
-def _split_one(k, m, affine, extractor, min_voxels, smoothing_fwhm):
+def _split_one(k, m, affine, extractor, min_voxels, smoothing_fwhm, threshold, mask):
     """Regions of map ``k``, and the warnings raised on the way (emitted by the caller)."""
     messages: list[str] = []
+    if threshold is not None:
+        m = threshold.apply(m)
+    if mask is not None:
+        m = m.copy(order="K") if threshold is None else m
+        m[~mask] = 0.0
     support = bounding_box(m != 0)
     if support is None:
         return [], messages
@@ -123,7 +130,7 @@ def _split_one(k, m, affine, extractor, min_voxels, smoothing_fwhm):
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     pieces = [
-        _Piece(k, support, labels == label_id, int(sizes[label_id]))
+        _Piece(k, support, labels == label_id, int(sizes[label_id]), m[support])
         for label_id in np.flatnonzero(sizes > min_voxels)
     ]
     return pieces, messages
@@ -157,6 +164,7 @@ def split_maps(
     min_region_size: float = 1350,
     smoothing_fwhm: float | None = 6,
     mask: np.ndarray | None = None,
+    threshold: Threshold | None = None,
     n_threads: int | None = None,
 ) -> RegionSplit | None:
     """Split each map into separate regions.
@@ -164,7 +172,7 @@ def split_maps(
     Parameters
     ----------
     maps : ndarray, shape (x, y, z, n_maps)
-        Thresholded maps (not modified). Positive and negative voxels of a map can join the
+        Maps (not modified), thresholded already or through ``threshold``. Positive and negative voxels of a map can join the
         same region.
     affine : ndarray, shape (4, 4)
         Voxel-to-mm affine (for ``min_region_size`` and the smoothing kernel).
@@ -178,6 +186,8 @@ def split_maps(
         FWHM in mm of the smoothing used to find peaks (``local_regions`` only).
     mask : ndarray of bool, shape (x, y, z), optional
         Map voxels outside it are set to 0 before splitting.
+    threshold : Threshold, optional
+        Applied to each map first (so thresholded copies of all maps never coexist).
     n_threads : int, optional
         Maps processed concurrently; default :func:`default_n_threads`.
 
@@ -193,9 +203,6 @@ def split_maps(
     if maps.ndim == 3:
         maps = maps[..., np.newaxis]
     min_voxels = min_region_size / voxel_volume_mm3(affine)
-    if mask is not None:
-        maps = maps.copy(order="K")
-        maps[~mask] = 0.0
     if extractor == "local_regions" and smoothing_fwhm is not None and smoothing_fwhm == 0:
         for _ in range(maps.shape[-1]):  # the reference warns once per map
             warnings.warn(
@@ -206,7 +213,9 @@ def split_maps(
         smoothing_fwhm = None
 
     def work(k):
-        return _split_one(k, maps[..., k], affine, extractor, min_voxels, smoothing_fwhm)
+        return _split_one(
+            k, maps[..., k], affine, extractor, min_voxels, smoothing_fwhm, threshold, mask
+        )
 
     n_maps = maps.shape[-1]
     n_threads = min(n_threads or default_n_threads(), n_maps)
@@ -227,7 +236,7 @@ def split_maps(
     regions = np.zeros((*maps.shape[:3], len(pieces)), dtype=np.float32, order="F")
     for i, piece in enumerate(pieces):
         # bool * value as in the reference (same signed zeros), then the float32 cast.
-        regions[piece.box + (i,)] = piece.inside * maps[piece.box + (piece.map_index,)]
+        regions[piece.box + (i,)] = piece.inside * piece.values
     return RegionSplit(
         regions=regions,
         index=[p.map_index for p in pieces],

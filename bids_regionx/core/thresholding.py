@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 STRATEGIES = ("ratio_n_voxels", "img_value", "percentile")
 
 
-def score_at_percentile(values: np.ndarray, q: float) -> np.float64:
+def score_at_percentile(values: np.ndarray, q: float, *, n_zeros: int = 0) -> np.float64:
     """The ``q``-th percentile of ``values`` with linear ("fraction") interpolation.
 
     Bit-identical to ``scipy.stats.scoreatpercentile(values, q)`` -- whose arithmetic differs
@@ -36,6 +37,9 @@ def score_at_percentile(values: np.ndarray, q: float) -> np.float64:
         Any shape; flattened.
     q : float
         Percentile in [0, 100].
+    n_zeros : int
+        Zeros that belong to the data but were left out of ``values`` (which must then be
+        non-negative): sparse maps need not be materialised in full.
 
     Returns
     -------
@@ -44,34 +48,74 @@ def score_at_percentile(values: np.ndarray, q: float) -> np.float64:
     if not 0 <= q <= 100:
         raise ValueError("percentile must be in the range [0, 100]")
     flat = np.ravel(values, order="K")  # order is irrelevant to a percentile: avoid a copy
-    if flat.size == 0:
+    size = flat.size + n_zeros
+    if size == 0:
         return np.float64(np.nan)
-    idx = q / 100.0 * (flat.size - 1)
+    idx = q / 100.0 * (size - 1)
     i = int(idx)
     if i == idx:
-        low = _order_statistics(flat, [i])
+        low = _order_statistics(flat, [i], n_zeros)
         # Same expression as scipy: (value * array(1)) / 1.0 promotes to float64.
         return np.add.reduce(low * np.array(1), axis=0) / 1.0
-    pair = _order_statistics(flat, [i, i + 1])
+    pair = _order_statistics(flat, [i, i + 1], n_zeros)
     weights = np.array([(i + 1 - idx), (idx - i)], float)
     return np.add.reduce(pair * weights, axis=0) / weights.sum()
 
 
-def _order_statistics(flat: np.ndarray, ranks: list[int]) -> np.ndarray:
-    """Values of rank ``ranks`` (0-based, ascending) of ``flat``, exactly as a full sort gives.
+def _order_statistics(flat: np.ndarray, ranks: list[int], n_zeros: int = 0) -> np.ndarray:
+    """Values of rank ``ranks`` (0-based, ascending), exactly as a full sort gives them.
 
-    Sparse maps are mostly zeros: when every value is >= 0 and zeros fill the low ranks, only
-    the non-zero values need partitioning.
+    When every value is >= 0, zeros fill the lowest ranks and only the non-zero values need
+    partitioning (maps are mostly zeros).
     """
     nonzero = flat[flat != 0]
-    n_zero = flat.size - nonzero.size
-    if n_zero and (nonzero.size == 0 or nonzero.min() > 0):
+    n_zeros += flat.size - nonzero.size
+    if n_zeros and (nonzero.size == 0 or nonzero.min() > 0):
         out = np.zeros(len(ranks), dtype=flat.dtype)
-        upper = [r - n_zero for r in ranks if r >= n_zero]
+        upper = [r - n_zeros for r in ranks if r >= n_zeros]
         if upper:
             out[len(ranks) - len(upper) :] = np.partition(nonzero, upper)[upper]
         return out
+    if n_zeros:
+        flat = np.concatenate([np.zeros(n_zeros, flat.dtype), flat])
     return np.partition(flat, ranks)[ranks]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A resolved threshold, applied to maps one at a time.
+
+    Attributes
+    ----------
+    cutoff : float
+        A numpy float64 for ``ratio_n_voxels`` (compared in float64) or a Python float (compared
+        in the maps' dtype, NumPy's weak-scalar rule), as in the reference (spec trap 5).
+    rule : {"magnitude", "two_sided", "above", "below"}
+        Which values are zeroed: ``|v| < c``; ``-c < v < c``; ``v < c``; ``v > c``.
+    mask : ndarray of bool, shape (x, y, z), optional
+        Voxels outside are zeroed (value and percentile strategies).
+    """
+
+    cutoff: float
+    rule: str
+    mask: np.ndarray | None = None
+
+    def apply(self, maps: np.ndarray) -> np.ndarray:
+        """A thresholded copy of a 3D map or 4D maps (dtype and memory layout kept)."""
+        out = maps.copy(order="K")
+        if self.mask is not None:
+            out[~self.mask] = 0.0
+        c = self.cutoff
+        if self.rule == "magnitude":
+            drop = np.abs(out) < c
+        elif self.rule == "two_sided":
+            drop = (-c < out) & (out < c)
+        elif self.rule == "above":
+            drop = out < c
+        else:
+            drop = out > c
+        out[drop] = 0.0
+        return out
 
 
 def _check_real(threshold, name: str = "threshold") -> float:
@@ -80,8 +124,8 @@ def _check_real(threshold, name: str = "threshold") -> float:
     return float(threshold)
 
 
-def threshold_ratio(maps: np.ndarray, ratio: float) -> np.ndarray:
-    """Keep the ``ratio`` x n_voxels strongest voxels across all maps.
+def ratio_threshold(maps: np.ndarray, ratio: float) -> Threshold:
+    """Threshold keeping the ``ratio`` x n_voxels strongest voxels across all maps.
 
     Parameters
     ----------
@@ -89,11 +133,6 @@ def threshold_ratio(maps: np.ndarray, ratio: float) -> np.ndarray:
         Finite map values (not modified).
     ratio : float
         In ``(0, n_maps]``.
-
-    Returns
-    -------
-    ndarray
-        A copy of ``maps`` (same dtype and memory layout) with ``|v| < cutoff`` set to 0.
     """
     n_maps = maps.shape[-1]
     if (
@@ -107,18 +146,36 @@ def threshold_ratio(maps: np.ndarray, ratio: float) -> np.ndarray:
             "be positive and between 0 and total number of maps i.e. "
             f"n_maps={n_maps}. You provided {ratio}"
         )
-    out = maps.copy(order="K")
-    magnitude = np.abs(out)
-    cutoff = score_at_percentile(magnitude, 100.0 - (100.0 / n_maps) * ratio)
-    # cutoff is a numpy float64: the comparison happens in float64, as in the reference.
-    np.copyto(out, 0.0, where=magnitude < cutoff)
-    return out
+    # |maps| of the whole 4D array, background included, but only its non-zero part is kept.
+    strong, n_zeros = [], 0
+    for k in range(n_maps):
+        magnitude = np.abs(maps[..., k])
+        values = magnitude[magnitude != 0]
+        strong.append(values)
+        n_zeros += magnitude.size - values.size
+    cutoff = score_at_percentile(
+        np.concatenate(strong), 100.0 - (100.0 / n_maps) * ratio, n_zeros=n_zeros
+    )
+    return Threshold(cutoff=cutoff, rule="magnitude")
 
 
-def _cutoff(
-    threshold, values: np.ndarray, *, two_sided: bool
-) -> float:
-    """Resolve an ``img_value`` number or a ``"q%"`` percentile string to a cut-off value."""
+def value_threshold(
+    maps: np.ndarray, threshold, *, two_sided: bool = False, mask: np.ndarray | None = None
+) -> Threshold:
+    """Threshold at a value, or at a percentile given as ``"q%"``.
+
+    Parameters
+    ----------
+    maps : ndarray, shape (x, y, z, n_maps)
+        Finite map values (not modified).
+    threshold : float or str
+        A value, or a percentile of the (in-mask) values given as ``"q%"``.
+    two_sided : bool
+        Keep strong negative values too (``|v| >= t``).
+    mask : ndarray of bool, shape (x, y, z), optional
+        Voxels outside are zeroed and percentiles use in-mask values only.
+    """
+    values = maps if mask is None else maps[mask]
     percentile = isinstance(threshold, str)
     if percentile:
         message = (
@@ -136,15 +193,20 @@ def _cutoff(
     if t >= 0:
         ref = np.abs(values) if two_sided else values[values >= 0]
         if percentile:
-            return float(score_at_percentile(ref, t) + 1e-5)
-        if ref.size and t > ref.max():
+            if t > 100:
+                raise ValueError(
+                    "percentile must be in the range [0, 100]: 'threshold' is "
+                    f"{threshold[:-1]} with thresholding_strategy='percentile'"
+                )
+            t = float(score_at_percentile(ref, t) + 1e-5)
+        elif ref.size and t > ref.max():
             warnings.warn(
                 f"The given float value must not exceed {ref.max()}. "
                 f"But, you have given threshold={t}.",
                 UserWarning,
                 stacklevel=3,
             )
-        return t
+        return Threshold(cutoff=t, rule="two_sided" if two_sided else "above", mask=mask)
     if two_sided:
         raise ValueError('"threshold" should not be a negative value when two_sided=True.')
     if percentile:
@@ -157,61 +219,18 @@ def _cutoff(
             UserWarning,
             stacklevel=3,
         )
-    return t
+    return Threshold(cutoff=t, rule="below", mask=mask)
 
 
-def threshold_values(
-    maps: np.ndarray,
-    threshold,
-    *,
-    two_sided: bool = False,
-    mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """Zero map values below a value or a percentile (``img_value``/``percentile`` strategies).
-
-    Parameters
-    ----------
-    maps : ndarray, shape (x, y, z, n_maps)
-        Finite map values (not modified).
-    threshold : float or str
-        A value, or a percentile given as ``"q%"``.
-    two_sided : bool
-        Keep strong negative values too (``|v| >= t``).
-    mask : ndarray of bool, shape (x, y, z), optional
-        Voxels outside are zeroed and percentiles use in-mask values only.
-
-    Returns
-    -------
-    ndarray
-        A thresholded copy of ``maps`` (same dtype and layout).
-    """
-    out = maps.copy(order="K")
-    values = out
-    if mask is not None:
-        values = out[mask]
-        out[~mask] = 0.0
-    cutoff = _cutoff(threshold, values, two_sided=two_sided)
-    # cutoff is a Python float: NumPy's weak-scalar rule compares in the maps' dtype, so a
-    # float32 voxel equal to float32(t) survives -- exactly as in the reference.
-    if two_sided:
-        drop = (-cutoff < out) & (out < cutoff)
-    elif cutoff >= 0:
-        drop = out < cutoff
-    else:
-        drop = out > cutoff
-    out[drop] = 0.0
-    return out
-
-
-def threshold_maps(
+def resolve_threshold(
     maps: np.ndarray,
     *,
     strategy: str,
     threshold,
     two_sided: bool = False,
     mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """Apply one of :data:`STRATEGIES` to 4D maps.
+) -> Threshold:
+    """Resolve one of :data:`STRATEGIES` on 4D maps into a :class:`Threshold`.
 
     Parameters
     ----------
@@ -224,13 +243,8 @@ def threshold_maps(
     two_sided : bool
         Used by ``img_value`` and ``percentile`` only.
     mask : ndarray of bool, shape (x, y, z), optional
-        Used by ``img_value`` and ``percentile`` only (``ratio_n_voxels`` ignores it, and the
-        mask is applied when the maps are split).
-
-    Returns
-    -------
-    ndarray
-        The thresholded copy.
+        Used by ``img_value`` and ``percentile`` only (``ratio_n_voxels`` ignores it; the mask
+        is applied when the maps are split).
     """
     if strategy not in STRATEGIES:
         raise ValueError(
@@ -243,7 +257,12 @@ def threshold_maps(
             f"to either of the strategy in {list(STRATEGIES)}"
         )
     if strategy == "ratio_n_voxels":
-        return threshold_ratio(maps, threshold)
+        return ratio_threshold(maps, threshold)
     if strategy == "percentile":
-        return threshold_values(maps, f"{threshold}%", two_sided=two_sided, mask=mask)
-    return threshold_values(maps, threshold, two_sided=two_sided, mask=mask)
+        return value_threshold(maps, f"{threshold}%", two_sided=two_sided, mask=mask)
+    return value_threshold(maps, threshold, two_sided=two_sided, mask=mask)
+
+
+def threshold_maps(maps: np.ndarray, **options) -> np.ndarray:
+    """Thresholded copy of 4D maps; ``options`` as :func:`resolve_threshold`."""
+    return resolve_threshold(maps, **options).apply(maps)

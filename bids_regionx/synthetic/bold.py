@@ -242,6 +242,10 @@ class BoldAmplitudes:
     nss_decay: float = 0.5
 
 
+#: The default effect sizes.
+DEFAULT_AMPLITUDES = BoldAmplitudes()
+
+
 @dataclass(frozen=True)
 class SubjectFields:
     """Spatial fields shared by all runs of one subject.
@@ -261,7 +265,9 @@ class SubjectFields:
     physio_loadings: np.ndarray
 
 
-def _smooth_field(rng: np.random.Generator, shape, sigma: float, support: np.ndarray) -> np.ndarray:
+def _smooth_field(
+    rng: np.random.Generator, shape, sigma: float, support: np.ndarray
+) -> np.ndarray:
     """Gaussian-smoothed white noise with unit standard deviation over ``support``."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="nearest")
     sd = field[support].std() if support.any() else 1.0
@@ -273,7 +279,7 @@ def make_subject_fields(
     *,
     rng: np.random.Generator,
     intensity_scale: float = 1.0,
-    amplitudes: BoldAmplitudes = BoldAmplitudes(),
+    amplitudes: BoldAmplitudes = DEFAULT_AMPLITUDES,
 ) -> SubjectFields:
     """Draw a subject's mean image, motion sensitivity and physiological loadings.
 
@@ -305,9 +311,10 @@ def make_subject_fields(
     base[~tissues.head] = 0.0
 
     edge_gain = np.where(tissues.brain, 1.0, 3.0)
-    motion = np.stack(
-        [_smooth_field(rng, shape, sigma, tissues.brain) for _ in range(6)], axis=-1
-    ) * (amplitudes.motion * edge_gain)[..., None]
+    motion = (
+        np.stack([_smooth_field(rng, shape, sigma, tissues.brain) for _ in range(6)], axis=-1)
+        * (amplitudes.motion * edge_gain)[..., None]
+    )
 
     physio = np.zeros((*shape, 3))
     physio[..., 0] = np.where(tissues.brain, 1.0, 0.3 * tissues.scalp)
@@ -327,7 +334,7 @@ def simulate_bold_run(
     fov: np.ndarray,
     n_dummy: int,
     rng: np.random.Generator,
-    amplitudes: BoldAmplitudes = BoldAmplitudes(),
+    amplitudes: BoldAmplitudes = DEFAULT_AMPLITUDES,
 ) -> np.ndarray:
     """Assemble one BOLD run (see the module docstring for the model).
 
@@ -370,9 +377,10 @@ def simulate_bold_run(
         )
     brain_like = fields.physio_loadings[..., 0] > 0
     sigma = max(1.0, min(shape) / 8.0)
-    drift_fields = np.stack(
-        [_smooth_field(rng, shape, sigma, brain_like) for _ in range(2)], axis=-1
-    ) * amplitudes.drift
+    drift_fields = (
+        np.stack([_smooth_field(rng, shape, sigma, brain_like) for _ in range(2)], axis=-1)
+        * amplitudes.drift
+    )
 
     flat = np.flatnonzero(((fields.baseline > 0) & fov).ravel(order="F"))
 
@@ -393,7 +401,9 @@ def simulate_bold_run(
     effect += take(fields.motion_loadings) @ disp.T
     effect -= amplitudes.spin_history * fd[None, :]
     effect += take(drift_fields) @ drift_basis
-    nss = nss_profile(n_vol, n_dummy, overshoot=amplitudes.nss_overshoot, decay=amplitudes.nss_decay)
+    nss = nss_profile(
+        n_vol, n_dummy, overshoot=amplitudes.nss_overshoot, decay=amplitudes.nss_decay
+    )
     values = base[:, None] * (1.0 + nss)[None, :] * (1.0 + 0.01 * effect)
     values += (0.01 * amplitudes.thermal) * base[:, None] * rng.standard_normal(values.shape)
 

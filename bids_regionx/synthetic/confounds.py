@@ -59,12 +59,18 @@ _MOTION_METADATA = {
     "trans_x": {"Description": "Translation along left-right axis.", "Units": "mm"},
     "trans_y": {"Description": "Translation along anterior-posterior axis.", "Units": "mm"},
     "trans_z": {"Description": "Translation along superior-inferior axis.", "Units": "mm"},
-    "rot_x": {"Description": 'Rotation about left-right axis. Also known as "pitch".', "Units": "rad"},
+    "rot_x": {
+        "Description": 'Rotation about left-right axis. Also known as "pitch".',
+        "Units": "rad",
+    },
     "rot_y": {
         "Description": 'Rotation about anterior-posterior axis. Also known as "roll".',
         "Units": "rad",
     },
-    "rot_z": {"Description": 'Rotation about superior-inferior axis. Also known as "yaw".', "Units": "rad"},
+    "rot_z": {
+        "Description": 'Rotation about superior-inferior axis. Also known as "yaw".',
+        "Units": "rad",
+    },
     "framewise_displacement": {"Units": "mm"},
 }
 
@@ -85,7 +91,9 @@ def flavour_for(version: str) -> str:
     try:
         major, minor = (int(p) for p in version.split(".")[:2])
     except ValueError as exc:
-        raise ValueError(f"fmriprep_version: cannot parse {version!r} as MAJOR.MINOR[.PATCH]") from exc
+        raise ValueError(
+            f"fmriprep_version: cannot parse {version!r} as MAJOR.MINOR[.PATCH]"
+        ) from exc
     if (major, minor) < (20, 2):
         return "1.4"
     if major == 20:
@@ -625,7 +633,7 @@ def fmriprep_confounds(
 
     # nipype runs one ACompCor node over the masks in this order; the legacy layouts number all
     # retained components in one a_comp_cor_XX sequence and keep the dropped ones as dropped_N.
-    mask_order = (("combined", "CSF", "WM") if legacy else ("CSF", "WM", "combined"))
+    mask_order = ("combined", "CSF", "WM") if legacy else ("CSF", "WM", "combined")
     mask_arrays = {"CSF": masks.csf, "WM": masks.wm, "combined": masks.combined}
     prefix = {"CSF": "c_comp_cor", "WM": "w_comp_cor", "combined": "a_comp_cor"}
     n_pooled = 0
@@ -645,9 +653,7 @@ def fmriprep_confounds(
     meta.update({f"dropped_{i}": e for i, e in enumerate(dropped)})
 
     if flavour == "modern" and n_edge_components > 0:
-        edge = compcor(
-            ts(masks.crown), t_r=t_r, n_dummy=n_dummy, n_components=n_edge_components
-        )
+        edge = compcor(ts(masks.crown), t_r=t_r, n_dummy=n_dummy, n_components=n_edge_components)
         kept, _ = _compcor_metadata(edge, "EdgeRegressor", "Edge", retained_only=True)
         for i in range(edge.n_retained):
             cols[f"edge_comp_{i:02d}"] = edge.components[:, i]
@@ -682,8 +688,16 @@ def column_families(columns: Sequence[str] | Mapping[str, object]) -> dict[str, 
     fam: dict[str, list[str]] = {
         k: []
         for k in (
-            "motion", "motion_expansion", "tissue", "fd_dvars", "cosine", "non_steady_state",
-            "motion_outlier", "compcor", "edge", "other",
+            "motion",
+            "motion_expansion",
+            "tissue",
+            "fd_dvars",
+            "cosine",
+            "non_steady_state",
+            "motion_outlier",
+            "compcor",
+            "edge",
+            "other",
         )
     }
     for c in columns:

@@ -17,28 +17,37 @@ Layout written (``[...]`` optional)::
         sub-01_[ses-1_]task-rest_run-1_desc-confounds_timeseries.tsv (+ .json)
     maps_dir/                                       # default: root/../maps
       dataset_description.json, atlas-Synthetic_description.json
-      tpl-S/tpl-S_atlas-Synthetic[_res-R]_probseg.{nii.gz,json,tsv}   # 4D maps, LabelMap, index/name
+      tpl-S/tpl-S_atlas-Synthetic[_res-R]_probseg.{nii.gz,json,tsv}  # maps, LabelMap, names
     [ground_truth_dir/]  blobs.tsv, network_correlation.tsv, <run>_latent.tsv
 
 Design choices, each for a test that needs it:
 
 * every map has 2-3 Gaussian blobs whose supports are disjoint (a gap of at least one voxel
-  between any two blobs), so splitting a map into connected regions recovers its blobs;
+  between any two blobs), so splitting a map into connected regions recovers its blobs; in the
+  ``demo`` preset the blobs of one map are also >= 14 voxels apart, so nilearn's default
+  ``local_regions`` extractor (one seed per 21-voxel window) finds each of them -- on the
+  ``tiny`` grid it finds one region per map, use ``connected_components`` there;
 * blobs sit in the cortex-like shell, never in the WM/CSF masks the confounds are measured in,
   so aCompCor and WM/CSF regression do not remove planted signal;
-* odd-numbered subjects (sub-02, sub-04, ...) have a field of view cut through the highest blob
-  (their BOLD mask covers part of it: coverage < 1); even-numbered ones have a mask one voxel
-  larger than the brain the maps live in;
-* every other subject moves twice as much; each run has non-steady-state volumes and motion
-  spikes.
+* every second subject (sub-02, sub-04, ...) has a field of view cut through the highest blob
+  (its BOLD mask covers part of it: coverage < 1) and moves twice as much; the others have a
+  mask one voxel larger than the brain the maps live in;
+* each run has non-steady-state volumes and motion spikes.
+
+End-to-end tests: confound regression on a short run also removes the part of a planted signal
+the confounds happen to span (with 36P on 60 volumes, raw correlations drop to ~0.6). Compare
+cleaned region signals with :meth:`DatasetInfo.expected_signals` given the same design and sample
+mask (correlation > 0.9 for nilearn's ``simple``, ``scrubbing`` and ``compcor`` strategies).
 
 Byte-identical output for a given seed: gzip streams have ``mtime=0`` and no file name, JSON is
-written with sorted keys, TSV floats as Python's ``repr``, and every random draw comes from a
-generator seeded by ``(seed, purpose, subject, session, task, run)``.
+written with sorted keys, TSV floats as Python's ``repr``, every random draw comes from a
+generator seeded by ``(seed, purpose, subject, session, task, run)``, and BLAS runs on one thread
+(its multi-threaded reductions change the last bits of least squares and SVD).
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -51,10 +60,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 from bids_regionx.synthetic import confounds as cf
 from bids_regionx.synthetic.bold import (
+    DEFAULT_AMPLITUDES,
     BoldAmplitudes,
+    SubjectFields,
     Tissues,
     make_subject_fields,
     make_tissues,
@@ -70,13 +82,28 @@ DEFAULT_SPACE = "MNI152NLin2009cAsym"
 DEFAULT_FMRIPREP_VERSION = "23.2.1"
 #: Names given to the planted networks, in order; more maps get ``Network13``, ...
 NETWORK_NAMES = (
-    "Default", "Visual", "Somatomotor", "DorsalAttention", "Salience", "Frontoparietal",
-    "Auditory", "Language", "Limbic", "Cerebellar", "Precuneus", "Subcortical",
+    "Default",
+    "Visual",
+    "Somatomotor",
+    "DorsalAttention",
+    "Salience",
+    "Frontoparietal",
+    "Auditory",
+    "Language",
+    "Limbic",
+    "Cerebellar",
+    "Precuneus",
+    "Subcortical",
 )
 #: ``dseg`` labels of the anatomical segmentation (FSL FAST order, as fMRIPrep writes it).
 DSEG_LABELS = {"CSF": 1, "GM": 2, "WM": 3}
 #: MNI coordinates (mm) the synthetic grids are centred on (roughly the brain's centre).
 MNI_CENTRE_MM = (0.0, -18.0, 18.0)
+#: Kinds of maps image: ``ica`` -- thresholded ICA components (z-like blob peaks 4-8, exactly 0
+#: elsewhere, like nilearn's CanICA output); ``atlas`` -- probabilistic atlas (peaks 0.7-1);
+#: ``ica_noisy`` -- ``ica`` plus the smooth signed background (sd 0.3) of unthresholded
+#: components, where thresholding decides what survives.
+MAPS_KINDS = ("ica", "atlas", "ica_noisy")
 _STANDARD_PREFIXES = ("MNI", "fsLR", "fsaverage", "OASIS", "NKI", "UNCInfant", "MNIInfant")
 
 
@@ -240,6 +267,47 @@ class DatasetInfo:
         """Planted signal of every blob (its network's latent), shape (n_volumes, n_blobs)."""
         return run.latent[:, self.planted.blob_map]
 
+    def expected_signals(
+        self,
+        run: RunInfo,
+        *,
+        design: np.ndarray | None = None,
+        sample_mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Planted blob signals as a denoising with ``design`` should leave them.
+
+        Regressing confounds out of a short run also removes the part of the planted signal that
+        the confounds happen to span; comparing cleaned region time series to the *raw* latent
+        signals therefore understates the fidelity. This applies the same projection to the
+        latent signals (an intercept is always included).
+
+        Parameters
+        ----------
+        run : RunInfo
+            The run.
+        design : ndarray, shape (n_volumes, n_regressors), optional
+            Confound matrix on all volumes (NaN are treated as 0).
+        sample_mask : ndarray, optional
+            Boolean (n_volumes,) or integer indices of the volumes kept.
+
+        Returns
+        -------
+        ndarray, shape (n_kept, n_blobs)
+        """
+        keep = (
+            np.ones(run.n_volumes, dtype=bool)
+            if sample_mask is None
+            else np.zeros(run.n_volumes, dtype=bool)
+        )
+        if sample_mask is not None:
+            keep[np.asarray(sample_mask)] = True
+        signals = self.blob_signals(run)[keep]
+        x = np.ones((int(keep.sum()), 1))
+        if design is not None:
+            x = np.column_stack([np.nan_to_num(np.asarray(design, dtype=np.float64))[keep], x])
+        beta, *_ = np.linalg.lstsq(x, signals, rcond=None)
+        return signals - x @ beta
+
     def blob_of(self, region: np.ndarray) -> int:
         """Index of the blob a region image overlaps most (by summed ``|value|``), or -1.
 
@@ -250,7 +318,9 @@ class DatasetInfo:
         """
         weight = np.abs(np.asarray(region, dtype=np.float64))
         labels = self.planted.blob_labels
-        sums = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=self.planted.n_blobs + 1)
+        sums = np.bincount(
+            labels.ravel(), weights=weight.ravel(), minlength=self.planted.n_blobs + 1
+        )
         sums[0] = 0.0
         return int(np.argmax(sums)) - 1 if sums.max() > 0 else -1
 
@@ -306,7 +376,8 @@ def plant_network_maps(
     blobs_per_map: tuple[int, int] = (2, 3),
     sigma: float = 1.2,
     floor: float = 0.05,
-    gap: float = 1.0,
+    gap: int = 1,
+    same_map_separation: int = 0,
 ) -> PlantedMaps:
     """Place 2-3 disjoint Gaussian blobs per map in the cortex-like shell.
 
@@ -326,8 +397,13 @@ def plant_network_maps(
     floor : float
         Weights below ``floor`` (relative to the peak) are set to 0, which bounds each blob to a
         sphere of radius ``sigma * sqrt(2 ln(1 / floor))``.
-    gap : float
-        Minimal distance (voxels) between the supports of any two blobs.
+    gap : int
+        Minimal gap (voxels, 26-neighbourhood) between the supports of any two blobs.
+    same_map_separation : int
+        Minimal Chebyshev distance (voxels) between the centres of two blobs of one map. nilearn's
+        ``local_regions`` seeds a region only at a maximum of its 21-voxel window, so a blob is
+        a seed only if its siblings' (smoothed) tails stay out of that window: about
+        ``11 + radius + 1``, i.e. 14 for ``sigma=1.2``. 0 places blobs of one map anywhere.
 
     Returns
     -------
@@ -376,8 +452,11 @@ def plant_network_maps(
             else:
                 gaps = np.zeros(len(candidates))
             order = np.argsort(-(gaps + rng.uniform(0.0, 2.0, len(candidates))), kind="stable")
+            siblings = [centres[i] for i, o in enumerate(owners) if o == k]
             for ci in order:
                 c = candidates[ci]
+                if any(np.abs(c - sib).max() < same_map_separation for sib in siblings):
+                    continue
                 vox = c + offsets
                 inside = np.all((vox >= 0) & (vox < shape), axis=1)
                 vox, d2 = vox[inside], dist2[inside]
@@ -396,7 +475,9 @@ def plant_network_maps(
             weights[tuple(vox.T) + (k,)] = np.exp(-0.5 * d2 / sigma**2)
             labels[tuple(vox.T)] = b + 1
             support = labels == b + 1
-            forbidden |= ndimage.binary_dilation(support, grow, iterations=max(1, int(gap)))
+            forbidden |= (
+                ndimage.binary_dilation(support, grow, iterations=gap) if gap > 0 else support
+            )
     return PlantedMaps(
         weights=weights,
         blob_labels=labels,
@@ -408,23 +489,26 @@ def plant_network_maps(
 def _maps_for_writing(
     planted: PlantedMaps, tissues: Tissues, *, kind: str, rng: np.random.Generator, seed: int
 ) -> np.ndarray:
-    """The maps image: planted weights scaled per blob, plus ICA-like noise for ``kind="ica"``."""
-    amps = rng.uniform(4.0, 8.0, planted.n_blobs) if kind == "ica" else rng.uniform(
-        0.7, 1.0, planted.n_blobs
-    )
+    """The maps image: planted weights scaled per blob (see :data:`MAPS_KINDS`)."""
+    if kind not in MAPS_KINDS:
+        raise ValueError(f"maps_kind: expected one of {MAPS_KINDS}, got {kind!r}")
+    lo, hi = (0.7, 1.0) if kind == "atlas" else (4.0, 8.0)
+    amps = rng.uniform(lo, hi, planted.n_blobs)
     scale = np.ones(planted.blob_labels.shape)
     on = planted.blob_labels > 0
     scale[on] = amps[planted.blob_labels[on] - 1]
     maps = planted.weights * scale[..., None]
-    if kind == "ica":
-        # Smooth signed background of real ICA components (unit-sd noise maps from maps.py).
+    if kind == "ica_noisy":
+        # The smooth signed background of unthresholded ICA components (maps.py noise maps).
         noise = ica_like_maps(
-            tissues.shape, planted.n_maps, seed=seed, n_blobs=(0, 0), noise=1.0,
+            tissues.shape,
+            planted.n_maps,
+            seed=seed,
+            n_blobs=(0, 0),
+            noise=1.0,
             brain=tissues.brain,
         )
         maps = maps + 0.3 * noise
-    elif kind != "atlas":
-        raise ValueError(f"maps_kind: expected 'ica' or 'atlas', got {kind!r}")
     return np.asarray(maps, dtype=np.float32)
 
 
@@ -481,7 +565,9 @@ def write_nifti(
     raw = img.to_bytes()
     if path.name.endswith(".gz"):
         buf = io.BytesIO()
-        with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=compresslevel, mtime=0) as gz:
+        with gzip.GzipFile(
+            filename="", mode="wb", fileobj=buf, compresslevel=compresslevel, mtime=0
+        ) as gz:
             gz.write(raw)
         raw = buf.getvalue()
     _write_bytes(path, raw)
@@ -516,6 +602,43 @@ def _space(space: str, res: str | None) -> str:
 # --------------------------------------------------------------------------------------------
 # The generator
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Context:
+    """Options and shared state of one dataset being written."""
+
+    root: Path
+    planted: PlantedMaps
+    corr: np.ndarray
+    affine: np.ndarray
+    voxel_size: np.ndarray
+    space: str
+    res: str | None
+    n_volumes: int
+    t_r: float
+    flavour: str
+    confounds_name: str
+    motion_spikes: bool
+    amplitudes: BoldAmplitudes
+    latent_band: tuple[float, float]
+    seed: int
+
+    @property
+    def xform_code(self) -> int:
+        return _xform_code(self.space)
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """A subject's label, spatial fields and masks."""
+
+    label: str
+    fields: SubjectFields
+    fov: np.ndarray
+    mask: np.ndarray
+    cmasks: cf.ConfoundMasks
+    motion_scale: float
+
+
 def _subject_masks(
     tissues: Tissues, planted: PlantedMaps, i_sub: int, *, partial_coverage: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -544,6 +667,39 @@ def _run_n_dummy(n_dummy: int | Sequence[int], k: int) -> int:
     return int(seq[k % len(seq)])
 
 
+def _make_subject(ctx: _Context, tissues: Tissues, i_sub: int, *, partial_coverage: bool):
+    """Draw subject ``i_sub``'s fields and masks; every other subject moves twice as much."""
+    rng = np.random.default_rng([ctx.seed, 2, i_sub])
+    fields = make_subject_fields(
+        tissues,
+        rng=rng,
+        intensity_scale=float(rng.uniform(0.85, 1.15)),
+        amplitudes=ctx.amplitudes,
+    )
+    fov, mask = _subject_masks(tissues, ctx.planted, i_sub, partial_coverage=partial_coverage)
+    return _Subject(
+        label=f"{i_sub + 1:02d}",
+        fields=fields,
+        fov=fov,
+        mask=mask,
+        cmasks=_confound_masks(tissues, mask, fov),
+        motion_scale=2.0 if i_sub % 2 == 1 else 1.0,
+    )
+
+
+def _single_blas_thread(func):
+    """Run ``func`` with one BLAS thread: multi-threaded reductions change the last bits of
+    least squares and SVD results, and the files must not depend on the machine's core count."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with threadpool_limits(limits=1, user_api="blas"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_single_blas_thread
 def make_fmriprep_dataset(
     root: str | os.PathLike,
     *,
@@ -565,13 +721,14 @@ def make_fmriprep_dataset(
     n_maps: int = 3,
     blobs_per_map: tuple[int, int] = (2, 2),
     blob_sigma: float = 0.8,
+    same_map_separation: int = 0,
     maps_kind: str = "ica",
     atlas: str = "Synthetic",
     maps_dir: str | os.PathLike | None = None,
     partial_coverage: bool = True,
     network_correlation: np.ndarray | None = None,
     latent_band: tuple[float, float] = (0.01, 0.1),
-    amplitudes: BoldAmplitudes = BoldAmplitudes(),
+    amplitudes: BoldAmplitudes = DEFAULT_AMPLITUDES,
     anat: bool = True,
     raw_root: str | os.PathLike | None = None,
     ground_truth_dir: str | os.PathLike | None = None,
@@ -624,15 +781,18 @@ def make_fmriprep_dataset(
         Inclusive range of the number of blobs per map.
     blob_sigma : float
         Blob standard deviation in voxels.
-    maps_kind : {"ica", "atlas"}
-        ``"ica"``: blobs of z-like amplitude (4-8) on a smooth signed background;
-        ``"atlas"``: non-negative probabilities in [0, 1], exactly 0 off the blobs.
+    same_map_separation : int
+        Minimal Chebyshev distance (voxels) between blobs of one map (see
+        :func:`plant_network_maps`).
+    maps_kind : {"ica", "atlas", "ica_noisy"}
+        See :data:`MAPS_KINDS`.
     atlas : str
         ``atlas-`` label of the maps dataset.
     maps_dir : path, optional
         Where to write the maps dataset; default ``root/../maps``.
     partial_coverage : bool
-        Cut the field of view of odd-numbered subjects through the highest blob.
+        Cut the field of view of every second subject (sub-02, sub-04, ...) through the highest
+        blob.
     network_correlation : ndarray, shape (n_maps, n_maps), optional
         Correlation of the latent signals; default :func:`default_network_correlation`.
     latent_band : tuple of 2 float
@@ -657,8 +817,14 @@ def make_fmriprep_dataset(
     root = Path(root)
     maps_dir = Path(maps_dir) if maps_dir is not None else root.parent / "maps"
     _check_options(
-        n_subjects=n_subjects, n_runs=n_runs, n_volumes=n_volumes, t_r=t_r, shape=shape,
-        voxel_size=voxel_size, tasks=tasks, n_dummy=n_dummy,
+        n_subjects=n_subjects,
+        n_runs=n_runs,
+        n_volumes=n_volumes,
+        t_r=t_r,
+        shape=shape,
+        voxel_size=voxel_size,
+        tasks=tasks,
+        n_dummy=n_dummy,
     )
     if confounds_name not in (None, "timeseries", "regressors"):
         raise ValueError(
@@ -682,61 +848,83 @@ def make_fmriprep_dataset(
     tissues = make_tissues(shape)
     maps_rng = np.random.default_rng([seed, 1])
     planted = plant_network_maps(
-        tissues, n_maps, rng=maps_rng, blobs_per_map=blobs_per_map, sigma=blob_sigma
+        tissues,
+        n_maps,
+        rng=maps_rng,
+        blobs_per_map=blobs_per_map,
+        sigma=blob_sigma,
+        same_map_separation=same_map_separation,
     )
     map_names = tuple(
         NETWORK_NAMES[k] if k < len(NETWORK_NAMES) else f"Network{k + 1}" for k in range(n_maps)
     )
-    corr = default_network_correlation(n_maps) if network_correlation is None else np.asarray(
-        network_correlation, dtype=np.float64
+    corr = (
+        default_network_correlation(n_maps)
+        if network_correlation is None
+        else np.asarray(network_correlation, dtype=np.float64)
     )
     if corr.shape != (n_maps, n_maps):
-        raise ValueError(f"network_correlation: expected shape ({n_maps}, {n_maps}), got {corr.shape}")
+        raise ValueError(
+            f"network_correlation: expected shape ({n_maps}, {n_maps}), got {corr.shape}"
+        )
 
     maps_paths = _write_maps_dataset(
-        maps_dir, planted, tissues, map_names, affine=affine, space=space, res=res, atlas=atlas,
-        kind=maps_kind, rng=maps_rng, seed=seed, code=code, voxel_size=vs,
+        maps_dir,
+        planted,
+        tissues,
+        map_names,
+        affine=affine,
+        space=space,
+        res=res,
+        atlas=atlas,
+        kind=maps_kind,
+        rng=maps_rng,
+        seed=seed,
+        code=code,
+        voxel_size=vs,
     )
     _write_description(root, fmriprep_version)
     if raw_root is not None:
         _write_raw_dataset(
-            Path(raw_root), n_subjects=n_subjects, sessions=sessions, tasks=tasks, n_runs=n_runs,
-            n_volumes=n_volumes, t_r=t_r,
+            Path(raw_root),
+            n_subjects=n_subjects,
+            sessions=sessions,
+            tasks=tasks,
+            n_runs=n_runs,
+            n_volumes=n_volumes,
+            t_r=t_r,
         )
 
+    ctx = _Context(
+        root=root,
+        planted=planted,
+        corr=corr,
+        affine=affine,
+        voxel_size=vs,
+        space=space,
+        res=res,
+        n_volumes=n_volumes,
+        t_r=float(t_r),
+        flavour=flavour,
+        confounds_name=confounds_name,
+        motion_spikes=motion_spikes,
+        amplitudes=amplitudes,
+        latent_band=latent_band,
+        seed=seed,
+    )
     runs: list[RunInfo] = []
     coverage: dict[str, np.ndarray] = {}
-    k_run = 0
     for i_sub in range(n_subjects):
-        sub = f"{i_sub + 1:02d}"
-        sub_rng = np.random.default_rng([seed, 2, i_sub])
-        fields = make_subject_fields(
-            tissues, rng=sub_rng, intensity_scale=float(sub_rng.uniform(0.85, 1.15)),
-            amplitudes=amplitudes,
-        )
-        fov, mask = _subject_masks(tissues, planted, i_sub, partial_coverage=partial_coverage)
-        coverage[sub] = _blob_coverage(planted, mask)
-        cmasks = _confound_masks(tissues, mask, fov)
+        subject = _make_subject(ctx, tissues, i_sub, partial_coverage=partial_coverage)
+        coverage[subject.label] = _blob_coverage(planted, subject.mask)
         if anat:
-            _write_anat(root, sub, tissues, affine=affine, space=space, res=res, code=code, vs=vs)
-        motion_scale = 2.0 if i_sub % 2 == 1 else 1.0
+            _write_anat(ctx, subject.label, tissues)
         for i_ses, ses in enumerate(sessions if sessions else [None]):
             for i_task, task in enumerate(tasks):
                 for run in range(1, n_runs + 1):
-                    nd = _run_n_dummy(n_dummy, k_run)
-                    k_run += 1
                     rng = np.random.default_rng([seed, 3, i_sub, i_ses, i_task, run])
-                    runs.append(
-                        _write_run(
-                            root, sub=sub, ses=ses, task=task, run=run, rng=rng, fields=fields,
-                            planted=planted, corr=corr, fov=fov, mask=mask, cmasks=cmasks,
-                            n_volumes=n_volumes, t_r=t_r, n_dummy=nd, affine=affine,
-                            space=space, res=res, code=code, vs=vs, flavour=flavour,
-                            confounds_name=confounds_name, motion_spikes=motion_spikes,
-                            motion_scale=motion_scale, amplitudes=amplitudes,
-                            latent_band=latent_band,
-                        )
-                    )
+                    nd = _run_n_dummy(n_dummy, len(runs))
+                    runs.append(_write_run(ctx, subject, ses, task, run, n_dummy=nd, rng=rng))
 
     info = DatasetInfo(
         root=root,
@@ -798,57 +986,86 @@ def _blob_coverage(planted: PlantedMaps, mask: np.ndarray) -> np.ndarray:
 
 
 def _write_run(
-    root: Path, *, sub, ses, task, run, rng, fields, planted, corr, fov, mask, cmasks, n_volumes,
-    t_r, n_dummy, affine, space, res, code, vs, flavour, confounds_name, motion_spikes,
-    motion_scale, amplitudes, latent_band,
+    ctx: _Context,
+    subject: _Subject,
+    ses: str | None,
+    task: str,
+    run: int,
+    *,
+    n_dummy: int,
+    rng: np.random.Generator,
 ) -> RunInfo:
     """Simulate one run and write its BOLD, mask, boldref and confounds."""
-    latent = network_latents(n_volumes, corr, t_r=t_r, rng=rng, band=latent_band)
-    physio = physiological_signals(n_volumes, t_r=t_r, rng=rng)
-    n_spikes = max(1, n_volumes // 40) if motion_spikes else 0
+    n_vol, t_r = ctx.n_volumes, ctx.t_r
+    latent = network_latents(n_vol, ctx.corr, t_r=t_r, rng=rng, band=ctx.latent_band)
+    physio = physiological_signals(n_vol, t_r=t_r, rng=rng)
     motion = cf.simulate_motion(
-        n_volumes, rng=rng, scale=motion_scale, n_spikes=n_spikes, first_spike=n_dummy + 2
+        n_vol,
+        rng=rng,
+        scale=subject.motion_scale,
+        n_spikes=max(1, n_vol // 40) if ctx.motion_spikes else 0,
+        first_spike=n_dummy + 2,
     )
     bold = simulate_bold_run(
-        fields, maps=planted.weights, latent=latent, physio=physio, motion=motion.params,
-        fov=fov, n_dummy=n_dummy, rng=rng, amplitudes=amplitudes,
+        subject.fields,
+        maps=ctx.planted.weights,
+        latent=latent,
+        physio=physio,
+        motion=motion.params,
+        fov=subject.fov,
+        n_dummy=n_dummy,
+        rng=rng,
+        amplitudes=ctx.amplitudes,
     )
     table = cf.fmriprep_confounds(
-        bold, cmasks, motion.params, t_r=t_r, n_dummy=n_dummy, flavour=flavour
+        bold, subject.cmasks, motion.params, t_r=t_r, n_dummy=n_dummy, flavour=ctx.flavour
     )
 
-    func = root / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / "func"
+    sub = subject.label
+    func = ctx.root / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / "func"
     src = _prefix(sub, ses, task, run)
-    stem = f"{src}_{_space(space, res)}"
+    stem = f"{src}_{_space(ctx.space, ctx.res)}"
+    conf = f"{src}_desc-confounds_{ctx.confounds_name}"
     paths = {
         "bold": func / f"{stem}_desc-preproc_bold.nii.gz",
         "bold_json": func / f"{stem}_desc-preproc_bold.json",
         "mask": func / f"{stem}_desc-brain_mask.nii.gz",
         "mask_json": func / f"{stem}_desc-brain_mask.json",
         "boldref": func / f"{stem}_boldref.nii.gz",
-        "confounds": func / f"{src}_desc-confounds_{confounds_name}.tsv",
-        "confounds_json": func / f"{src}_desc-confounds_{confounds_name}.json",
+        "confounds": func / f"{conf}.tsv",
+        "confounds_json": func / f"{conf}.json",
     }
-    write_nifti(paths["bold"], bold, affine, t_r=t_r, xform_code=code)
-    write_nifti(paths["mask"], mask.astype(np.uint8), affine, dtype=np.uint8, xform_code=code)
+    code = ctx.xform_code
+    write_nifti(paths["bold"], bold, ctx.affine, t_r=t_r, xform_code=code)
+    mask = subject.mask.astype(np.uint8)
+    write_nifti(paths["mask"], mask, ctx.affine, dtype=np.uint8, xform_code=code)
     boldref = bold[..., n_dummy:].mean(axis=-1, dtype=np.float64)
-    write_nifti(paths["boldref"], boldref, affine, xform_code=code)
+    write_nifti(paths["boldref"], boldref, ctx.affine, xform_code=code)
 
     raw_rel = f"sub-{sub}/" + (f"ses-{ses}/" if ses else "") + f"func/{src}_bold.nii.gz"
-    bold_meta: dict = {"RepetitionTime": float(t_r), "SkullStripped": False, "TaskName": task}
+    bold_meta: dict = {"RepetitionTime": t_r, "SkullStripped": False, "TaskName": task}
     mask_meta: dict = {"RawSources": [raw_rel]}
-    if flavour == "modern":
+    if ctx.flavour == "modern":
         bold_meta["SliceTimingCorrected"] = False
         mask_meta["Type"] = "Brain"
-    if res is not None:
-        bold_meta["Resolution"] = mask_meta["Resolution"] = _resolution(vs)
+    if ctx.res is not None:
+        bold_meta["Resolution"] = mask_meta["Resolution"] = _resolution(ctx.voxel_size)
     write_json(paths["bold_json"], bold_meta)
     write_json(paths["mask_json"], mask_meta)
     _write_bytes(paths["confounds"], table.to_tsv().encode())
     write_json(paths["confounds_json"], table.metadata)
     return RunInfo(
-        subject=sub, session=ses, task=task, run=run, n_volumes=n_volumes, n_dummy=n_dummy,
-        latent=latent, physio=physio, motion=motion.params, spikes=motion.spikes, **paths,
+        subject=sub,
+        session=ses,
+        task=task,
+        run=run,
+        n_volumes=n_vol,
+        n_dummy=n_dummy,
+        latent=latent,
+        physio=physio,
+        motion=motion.params,
+        spikes=motion.spikes,
+        **paths,
     )
 
 
@@ -879,13 +1096,20 @@ def _smooth_prob(mask: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(mask.astype(np.float64), 0.7)
 
 
-def _write_anat(root: Path, sub: str, tissues: Tissues, *, affine, space, res, code, vs) -> None:
+def _write_anat(ctx: _Context, sub: str, tissues: Tissues) -> None:
     """Template-space anatomical derivatives of one subject (fMRIPrep ``anat/``)."""
+    root, affine, code = ctx.root, ctx.affine, ctx.xform_code
+    space, res, vs = ctx.space, ctx.res, ctx.voxel_size
     anat = root / f"sub-{sub}" / "anat"
     stem = f"sub-{sub}_{_space(space, res)}"
     extra = {"Resolution": _resolution(vs)} if res is not None else {}
-    write_nifti(anat / f"{stem}_desc-brain_mask.nii.gz", tissues.brain.astype(np.uint8), affine,
-                dtype=np.uint8, xform_code=code)
+    write_nifti(
+        anat / f"{stem}_desc-brain_mask.nii.gz",
+        tissues.brain.astype(np.uint8),
+        affine,
+        dtype=np.uint8,
+        xform_code=code,
+    )
     write_json(anat / f"{stem}_desc-brain_mask.json", {"Type": "Brain", **extra})
     t1 = 250.0 * tissues.csf + 600.0 * tissues.gm + 900.0 * tissues.wm
     t1 = ndimage.gaussian_filter(t1, 0.5) * tissues.brain
@@ -895,7 +1119,10 @@ def _write_anat(root: Path, sub: str, tissues: Tissues, *, affine, space, res, c
     for name, mask in (("CSF", tissues.csf), ("GM", tissues.gm), ("WM", tissues.wm)):
         dseg[mask] = DSEG_LABELS[name]
     write_nifti(anat / f"{stem}_dseg.nii.gz", dseg, affine, dtype=np.uint8, xform_code=code)
-    probs = {n: _smooth_prob(m) for n, m in (("CSF", tissues.csf), ("GM", tissues.gm), ("WM", tissues.wm))}
+    probs = {
+        n: _smooth_prob(m)
+        for n, m in (("CSF", tissues.csf), ("GM", tissues.gm), ("WM", tissues.wm))
+    }
     total = sum(probs.values())
     for name, p in probs.items():
         p = np.divide(p, total, out=np.zeros_like(p), where=total > 0) * np.minimum(total, 1.0)
@@ -903,7 +1130,19 @@ def _write_anat(root: Path, sub: str, tissues: Tissues, *, affine, space, res, c
 
 
 def _write_maps_dataset(
-    maps_dir: Path, planted, tissues, names, *, affine, space, res, atlas, kind, rng, seed, code,
+    maps_dir: Path,
+    planted,
+    tissues,
+    names,
+    *,
+    affine,
+    space,
+    res,
+    atlas,
+    kind,
+    rng,
+    seed,
+    code,
     voxel_size,
 ) -> tuple[Path, Path, Path]:
     """Write the maps as a BIDS-Atlas dataset; return (image, labels TSV, JSON) paths."""
@@ -959,20 +1198,32 @@ def _write_raw_dataset(raw_root: Path, *, n_subjects, sessions, tasks, n_runs, n
     rows = ["participant_id"] + [f"sub-{i + 1:02d}" for i in range(n_subjects)]
     _write_bytes(raw_root / "participants.tsv", ("\n".join(rows) + "\n").encode())
     for task in tasks:
-        write_json(raw_root / f"task-{task}_bold.json", {"RepetitionTime": float(t_r), "TaskName": task})
+        write_json(
+            raw_root / f"task-{task}_bold.json", {"RepetitionTime": float(t_r), "TaskName": task}
+        )
     stub = np.eye(4) * 4.0
     stub[3, 3] = 1.0
     for i in range(n_subjects):
         sub = f"{i + 1:02d}"
         for ses in sessions if sessions else [None]:
             base = raw_root / f"sub-{sub}" / (f"ses-{ses}" if ses else "")
-            write_nifti(base / "anat" / f"{_prefix(sub, ses)}_T1w.nii.gz",
-                        np.zeros((4, 4, 4), np.int16), stub, dtype=np.int16, xform_code=1)
+            write_nifti(
+                base / "anat" / f"{_prefix(sub, ses)}_T1w.nii.gz",
+                np.zeros((4, 4, 4), np.int16),
+                stub,
+                dtype=np.int16,
+                xform_code=1,
+            )
             for task in tasks:
                 for run in range(1, n_runs + 1):
-                    write_nifti(base / "func" / f"{_prefix(sub, ses, task, run)}_bold.nii.gz",
-                                np.zeros((4, 4, 4, n_volumes), np.int16), stub, dtype=np.int16,
-                                t_r=t_r, xform_code=1)
+                    write_nifti(
+                        base / "func" / f"{_prefix(sub, ses, task, run)}_bold.nii.gz",
+                        np.zeros((4, 4, 4, n_volumes), np.int16),
+                        stub,
+                        dtype=np.int16,
+                        t_r=t_r,
+                        xform_code=1,
+                    )
 
 
 def write_ground_truth(info: DatasetInfo, out_dir: Path) -> None:
@@ -988,8 +1239,14 @@ def write_ground_truth(info: DatasetInfo, out_dir: Path) -> None:
     head = ["blob", "map_index", "map_name", "i", "j", "k", "x_mm", "y_mm", "z_mm", "n_voxels"]
     rows = ["\t".join(head + [f"coverage_sub-{s}" for s in subs])]
     for b in range(p.n_blobs):
-        vals = [b, int(p.blob_map[b]), info.map_names[p.blob_map[b]], *map(int, p.blob_centres[b]),
-                *(repr(float(v)) for v in mm[b]), int(n_vox[b])]
+        vals = [
+            b,
+            int(p.blob_map[b]),
+            info.map_names[p.blob_map[b]],
+            *map(int, p.blob_centres[b]),
+            *(repr(float(v)) for v in mm[b]),
+            int(n_vox[b]),
+        ]
         vals += [repr(float(info.coverage[s][b])) for s in subs]
         rows.append("\t".join(map(str, vals)))
     _write_bytes(out_dir / "blobs.tsv", ("\n".join(rows) + "\n").encode())
@@ -1010,12 +1267,29 @@ def _write_matrix(path: Path, data: np.ndarray, header: Sequence[str]) -> None:
 #: Named option sets. ``tiny``: unit and end-to-end tests; ``demo``: ``make demo``.
 PRESETS: dict[str, dict] = {
     "tiny": dict(
-        n_subjects=2, n_runs=2, n_volumes=60, t_r=2.5, shape=(14, 16, 14), voxel_size=8.0,
-        n_maps=3, blobs_per_map=(2, 2), blob_sigma=0.8, n_dummy=2,
+        n_subjects=2,
+        n_runs=2,
+        n_volumes=60,
+        t_r=2.5,
+        shape=(14, 16, 14),
+        voxel_size=8.0,
+        n_maps=3,
+        blobs_per_map=(2, 2),
+        blob_sigma=0.8,
+        n_dummy=2,
     ),
     "demo": dict(
-        n_subjects=2, n_runs=2, n_volumes=120, t_r=2.0, shape=(40, 48, 40), voxel_size=4.0,
-        n_maps=8, blobs_per_map=(2, 3), blob_sigma=1.2, n_dummy=3,
+        n_subjects=2,
+        n_runs=2,
+        n_volumes=120,
+        t_r=2.0,
+        shape=(40, 48, 40),
+        voxel_size=4.0,
+        n_maps=8,
+        blobs_per_map=(2, 3),
+        blob_sigma=1.2,
+        n_dummy=3,
+        same_map_separation=14,
     ),
 }
 
@@ -1030,6 +1304,7 @@ VARIANTS: dict[str, dict] = {
     "single_run": dict(n_subjects=1, n_runs=1),
     "no_nss": dict(n_dummy=0, motion_spikes=False),
     "atlas_maps": dict(maps_kind="atlas"),
+    "noisy_maps": dict(maps_kind="ica_noisy"),
 }
 
 
@@ -1195,7 +1470,19 @@ def inject_fault(info: DatasetInfo, fault: str, *, run: int = 0) -> Path:
 
 
 __all__ = [
-    "DatasetInfo", "FAULTS", "PRESETS", "PlantedMaps", "RunInfo", "VARIANTS",
-    "default_network_correlation", "inject_fault", "make_fmriprep_dataset", "make_preset",
-    "make_variant", "mni_like_affine", "plant_network_maps", "write_ground_truth", "write_nifti",
+    "DatasetInfo",
+    "FAULTS",
+    "PRESETS",
+    "PlantedMaps",
+    "RunInfo",
+    "VARIANTS",
+    "default_network_correlation",
+    "inject_fault",
+    "make_fmriprep_dataset",
+    "make_preset",
+    "make_variant",
+    "mni_like_affine",
+    "plant_network_maps",
+    "write_ground_truth",
+    "write_nifti",
 ]
