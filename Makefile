@@ -30,6 +30,9 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py demo_output
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 

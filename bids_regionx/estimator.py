@@ -68,11 +68,24 @@ def _check_type(value, types, name: str, *, allow_none: bool = False) -> None:
 
 
 def _is_list_of_4d(imgs) -> bool:
+    """Whether ``imgs`` is a list of 4D runs (our extension) rather than one run's 3D volumes.
+
+    Only headers are read. A list mixing 3D and 4D images is refused.
+    """
     if not isinstance(imgs, (list, tuple)) or len(imgs) == 0:
         return False
-    first = imgs[0]
-    shape = load_img(first, name="imgs").shape if not hasattr(first, "shape") else first.shape
-    return len(shape) == 4 and shape[3] > 1 or (len(shape) == 4 and len(imgs) > 1)
+    shapes = [
+        tuple(load_img(i, name="imgs").shape if not hasattr(i, "shape") else i.shape)
+        for i in imgs
+    ]
+    is_4d = [len(shape) == 4 for shape in shapes]
+    if any(is_4d) and not all(is_4d):
+        raise ValueError(
+            "imgs: a list must hold either the 3D volumes of one run or 4D runs, not both; "
+            f"got images of {sorted({len(shape) for shape in shapes})} dimensions"
+        )
+    # A lone single-volume 4D image is one run of one volume, as before.
+    return all(is_4d) and (len(imgs) > 1 or shapes[0][3] > 1)
 
 
 class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -159,7 +172,11 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
     Differences from nilearn 0.14 (see ``docs/nilearn-divergences.md``): ``fit`` never changes
     a parameter (nilearn rewrites ``threshold`` for the percentile strategy, so a second fit
     fails); no surviving region is a ValueError (nilearn: a TypeError); ``allow_overlap=False``
-    does not rewrite the maps; a list of 4D images gives a list of signal arrays.
+    does not rewrite the maps; a list of 4D images gives a list of signal arrays. ``transform``
+    computes in float64 (nilearn: float32 for float32 runs), checks confounds, sample masks and
+    filter options before reading the run, refuses cut-offs at or above Nyquist, interpolates
+    every censored volume before Butterworth filtering (``clean_args={"sample_mask_mode":
+    "nilearn"}`` reproduces nilearn) and never modifies the caller's sample mask.
 
     References
     ----------
@@ -454,25 +471,70 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
             n = len(imgs)
             confs = _per_run(confounds, n, "confounds")
             masks = _per_run(sample_mask, n, "sample_mask")
-            return [self._transform_run(i, c, s) for i, c, s in zip(imgs, confs, masks)]
+            runs = [load_img(i, name="imgs") for i in imgs]
+            # Every run's inputs are checked before the first run is read.
+            for run, conf, mask in zip(runs, confs, masks, strict=True):
+                self._check_cleaning_inputs(bold_info(run).shape[3], conf, mask)
+            return [
+                self._transform_run(i, c, s)
+                for i, c, s in zip(runs, confs, masks, strict=True)
+            ]
         return self._transform_run(imgs, confounds, sample_mask)
+
+    def _check_cleaning_inputs(self, n_volumes: int, confounds, sample_mask) -> None:
+        """Raise before any BOLD data are read if cleaning would fail after extraction.
+
+        Cut-offs at or above Nyquist are refused here (nilearn lowers them with a warning).
+        Everything else is checked by running the cleaning itself on an all-zero signal of the
+        run's length: the same code gives the same errors (confounds of the wrong length or
+        with NaN, a sample mask out of range, a filter without ``t_r``, ...) for the cost of
+        one column.
+        """
+        from bids_regionx.core.signal import clean
+
+        clean_args = getattr(self, "clean_args_", None) or {}
+        # Butterworth only: the cosine filter ignores low_pass, filter=False ignores both.
+        if clean_args.get("filter", "butterworth") == "butterworth" and self.t_r is not None:
+            if (
+                self.low_pass is not None
+                and self.high_pass is not None
+                and self.high_pass >= self.low_pass
+            ):
+                raise ValueError(
+                    f"'high_pass' ({self.high_pass} Hz) must be lower than 'low_pass' "
+                    f"({self.low_pass} Hz)."
+                )
+            nyquist = 0.5 / self.t_r
+            for name in ("high_pass", "low_pass"):
+                cutoff = getattr(self, name)
+                if cutoff is not None and cutoff >= nyquist:
+                    raise ValueError(
+                        f"'{name}' ({cutoff} Hz) must be below the Nyquist frequency "
+                        f"({nyquist} Hz for t_r={self.t_r} s)."
+                    )
+        with warnings.catch_warnings():
+            # The real call warns; this one must not warn twice.
+            warnings.simplefilter("ignore")
+            clean(
+                np.zeros((n_volumes, 1)),
+                detrend=self.detrend,
+                standardize=self.standardize,
+                standardize_confounds=self.standardize_confounds,
+                t_r=self.t_r,
+                low_pass=self.low_pass,
+                high_pass=self.high_pass,
+                confounds=confounds,
+                sample_mask=sample_mask,
+                **clean_args,
+            )
 
     def _transform_run(self, imgs, confounds, sample_mask):
         img = load_img(imgs, name="imgs")
         if 0 in img.shape:
             raise ValueError("The image is empty.")
-        if not self.high_variance_confounds:
-            return self.transform_single_imgs(img, confounds=confounds, sample_mask=sample_mask)
-        from bids_regionx.core.confounds import high_variance_confounds_from_blocks
-
-        data = img.dataobj if len(img.shape) == 4 else get_data(img)[..., np.newaxis]
-        # In float64 whatever the BOLD dtype, like the rest of our pipeline: nilearn works in
-        # float32 for float32 runs, which moves the cleaned signals by ~1e-5 of their largest
-        # value (the eigenvectors amplify the rounding); this stays ~1e-8 from exact arithmetic.
-        stacked = [high_variance_confounds_from_blocks(_Float64Blocks(data))]
-        if confounds is not None:
-            stacked += list(confounds) if isinstance(confounds, (list, tuple)) else [confounds]
-        return self.transform_single_imgs(img, confounds=stacked, sample_mask=sample_mask)
+        return self._extract_and_clean(
+            img, confounds, sample_mask, high_variance=self.high_variance_confounds
+        )
 
     def transform_single_imgs(self, imgs, confounds=None, sample_mask=None):
         """Region signals of one 3D/4D image (no high-variance confounds added).
@@ -482,20 +544,42 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
         ndarray, shape (n_volumes, n_regions), or (n_regions,) for a 3D image without an
         output configuration.
         """
-        from bids_regionx.core.signal import clean
-
         check_is_fitted(self)
         img = load_img(imgs, name="imgs")
+        return self._extract_and_clean(img, confounds, sample_mask, high_variance=False)
+
+    def _extract_and_clean(self, img, confounds, sample_mask, *, high_variance: bool):
+        """Extraction then cleaning of one run, reading it one block of volumes at a time."""
+        from bids_regionx.core.high_variance import HighVarianceConfounds
+        from bids_regionx.core.signal import clean
+
         info = bold_info(img)
+        if high_variance and info.is_3d:
+            # nilearn raises the same error (from inside its high-variance confounds).
+            raise DimensionError(3, 4, name="imgs (with high_variance_confounds=True)")
+        self._check_cleaning_inputs(info.shape[3], confounds, sample_mask)
         maps_img, mask_img, prepare = self._transform_grid(img)
         if not self.allow_overlap:
             _check_overlap(get_data(maps_img))
-        fit_dtype = _lstsq_dtype(info.dtype, self.smoothing_fwhm)
+        # Data resampled onto the maps first take the resampled dtype (int32 -> float32).
+        source = info.dtype if prepare is None else _continuous_resampled_dtype(info.dtype)
+        fit_dtype = _lstsq_dtype(source, self.smoothing_fwhm)
         plan = self._plan(maps_img, mask_img, fit_dtype)
         # Signals stay float64 through cleaning and take the reference's dtype at the end:
         # rounding them to float32 first would add the reference's float32 error (which
         # standardization amplifies by the baseline-to-fluctuation ratio) without matching it.
-        signals = extract_signals(img, plan, prepare=prepare)
+        # High-variance confounds (float64, from the raw run as passed, like nilearn's): their
+        # statistics are gathered while the run is read for extraction, then a second
+        # sequential pass reads the selected voxels.
+        hv = HighVarianceConfounds(info.shape[:3], info.shape[3]) if high_variance else None
+        signals = extract_signals(img, plan, prepare=prepare,
+                                  on_block=None if hv is None else hv.add)
+        if hv is not None:
+            # Placed before the user's confounds, as nilearn does.
+            stacked = [hv.confounds(img)]
+            if confounds is not None:
+                stacked += list(confounds) if isinstance(confounds, (list, tuple)) else [confounds]
+            confounds = stacked
         clean_kwargs = dict(self.clean_args_)
         signals = clean(
             signals,
@@ -597,8 +681,19 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
         if hasattr(region_signals, "to_numpy"):
             region_signals = region_signals.to_numpy().squeeze()
         signals = np.atleast_1d(region_signals)
+        if signals.ndim > 2:
+            # Checked before scikit-learn's check_array, whose message names neither the
+            # method nor the expected shape.
+            raise ValueError(
+                "Input to 'inverse_transform' has wrong shape.\n"
+                f"Expected ({self.n_elements_},) or (n_samples, {self.n_elements_}).\n"
+                f"Got {signals.shape}."
+            )
         if signals.dtype == bool:
-            target = np.dtype(np.int32) if self.dtype is None else np.dtype(self.dtype)
+            # nilearn casts to self.dtype and crashes on "auto"; "auto" of a discrete input is
+            # int32 anyway.
+            requested = np.int32 if self.dtype is None or _is_auto(self.dtype) else self.dtype
+            target = np.dtype(requested)
             warnings.warn(f"Casting boolean input to {target}", stacklevel=2)
             signals = signals.astype(target)
         signals = check_array(signals, ensure_2d=False)
@@ -620,14 +715,15 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
             maps = maps * mask[..., np.newaxis]
         support = np.any(maps != 0, axis=3)
         values = np.dot(signals, maps[support].T)
-        out_shape = maps.shape[:3] + values.shape[:-1][::-1] if signals.ndim == 2 else maps.shape[:3]
+        # (x, y, z, n) for 2D signals, (x, y, z) for 1D
+        out_shape = maps.shape[:3] + signals.shape[:-1]
         data = np.zeros(out_shape, dtype=values.dtype, order="F")
         data[support] = values.T
-        target = signals.dtype if self.dtype is None or self.dtype == "auto" else np.dtype(
-            self.dtype
-        )
-        data = data.astype(target)
+        target = _target_dtype(signals.dtype, self.dtype) or signals.dtype
+        data = _downcast_int64(data.astype(target))
         img = nib.Nifti1Image(data, self.maps_img_.affine)
+        # The header keeps the requested dtype even when int64 data were downcast (as nilearn:
+        # saving writes the requested dtype).
         img.set_data_dtype(target)
         return img
 
@@ -666,17 +762,6 @@ def _with_data_in_memory(img) -> nib.Nifti1Image:
     return img.__class__(get_data(img), img.affine, header=img.header)
 
 
-class _Float64Blocks:
-    """Read-only view of an array (or nibabel proxy) whose slices come back as float64."""
-
-    def __init__(self, data):
-        self._data = data
-        self.shape = tuple(data.shape)
-
-    def __getitem__(self, key) -> np.ndarray:
-        return np.asarray(self._data[key], dtype=np.float64)
-
-
 def _middle_volume(img) -> nib.Nifti1Image:
     if len(img.shape) == 3:
         return img
@@ -701,12 +786,23 @@ def _data_resampler(img, maps_img):
     """
     from bids_regionx.core.bold import iter_blocks
 
-    low, high = 0.0, 0.0
+    source = bold_info(img).dtype
+    resampled = _continuous_resampled_dtype(source)
+    if resampled != source:
+        # nilearn's warning, once per run as it resamples the whole run in one call.
+        warnings.warn(f"Casting data from {source.name} to {resampled.name}", stacklevel=5)
+    # Kept as the data's own scalars (as nilearn): a Python float cannot clip a uint8 block
+    # in place.
+    low, high = 0, 0
     for _, block in iter_blocks(img):
-        low = min(low, float(np.nanmin(block)))
-        high = max(high, float(np.nanmax(block)))
+        low = min(low, np.nanmin(block))
+        high = max(high, np.nanmax(block))
 
     def prepare(block: np.ndarray) -> np.ndarray:
+        if block.dtype.kind == "f" and block.dtype.itemsize < 8:
+            # float64 like the rest of our pipeline (nilearn resamples float32 runs in
+            # float32). Integer runs keep nilearn's output dtypes: uint8 stays uint8.
+            block = block.astype(np.float64)
         out = resample_data(block, img.affine, maps_img.affine, maps_img.shape[:3],
                             interpolation="continuous", clip=False)
         return np.clip(out, low, high, out=out)
@@ -731,12 +827,49 @@ def _check_overlap(maps: np.ndarray) -> None:
         )
 
 
+def _continuous_resampled_dtype(src: np.dtype) -> np.dtype:
+    """dtype of BOLD data after the reference's cubic-spline resampling (spec §2.3): signed
+    integers become float32 (float64 for 64-bit), anything else is kept."""
+    src = np.dtype(src)
+    if src.kind == "i":
+        return np.dtype(np.float64 if src.itemsize == 8 else np.float32)
+    return src
+
+
 def _lstsq_dtype(src: np.dtype, smoothing_fwhm) -> np.dtype:
     """Precision of the reference's least squares for data of dtype ``src`` (spec trap 2)."""
     src = np.dtype(src)
     if smoothing_fwhm is not None and src.kind in "iub":
         src = np.dtype(np.float64 if src.itemsize == 8 else np.float32)
     return np.result_type(np.float32, src if src.kind != "b" else np.uint8)
+
+
+def _is_auto(requested) -> bool:
+    return isinstance(requested, str) and requested == "auto"
+
+
+def _downcast_int64(data: np.ndarray) -> np.ndarray:
+    """64-bit integer image data as int32 when the values fit, with nilearn's warnings."""
+    if data.dtype not in (np.int64, np.uint64):
+        return data
+    info = np.iinfo(np.int32)
+    if data.size == 0 or (info.min <= data.min() and data.max() <= info.max):
+        warnings.warn(
+            "Data array used to create a new image contains 64-bit ints. This is likely due "
+            "to creating the array with numpy and passing `int` as the `dtype`. Many tools "
+            "such as FSL and SPM cannot deal with int64 in Nifti images, so for compatibility "
+            "the data has been converted to int32.",
+            stacklevel=3,
+        )
+        return data.astype(np.int32)
+    warnings.warn(
+        "Data array used to create a new image contains 64-bit ints, and some values too "
+        "large to store in 32-bit ints. The resulting image thus contains 64-bit ints, which "
+        "may cause some compatibility issues with some other tools or an error when saving "
+        "the image to a Nifti file.",
+        stacklevel=3,
+    )
+    return data
 
 
 def _target_dtype(src: np.dtype, requested) -> np.dtype | None:

@@ -66,6 +66,9 @@ def bold_info(img: nib.Nifti1Image) -> BoldInfo:
         # nibabel returns scaled data as float64 (unscaled files carry slope 1, inter 0).
         scaled = (dataobj.slope, dataobj.inter) != (1.0, 0.0)
         dtype = np.dtype(np.float64) if scaled else np.dtype(dataobj.dtype)
+    elif hasattr(dataobj, "dtype"):
+        # Arrays and other proxies: never read the data just to learn its dtype.
+        dtype = np.dtype(dataobj.dtype)
     else:
         dtype = np.asarray(dataobj).dtype
     is_3d = len(shape) == 3
@@ -77,8 +80,15 @@ def bold_info(img: nib.Nifti1Image) -> BoldInfo:
     )
 
 
-def block_volumes(shape: tuple[int, ...], itemsize: int, block_bytes: int = BLOCK_BYTES) -> int:
-    """Number of volumes per block so that a block holds about ``block_bytes``."""
+def block_volumes(
+    shape: tuple[int, ...], itemsize: int, block_bytes: int | None = None
+) -> int:
+    """Number of volumes per block so that a block holds about ``block_bytes``.
+
+    ``block_bytes`` defaults to :data:`BLOCK_BYTES`, read at call time (so it can be tuned).
+    """
+    if block_bytes is None:
+        block_bytes = BLOCK_BYTES
     per_volume = int(np.prod(shape[:3])) * itemsize
     return max(1, int(block_bytes // max(per_volume, 1)))
 

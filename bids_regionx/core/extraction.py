@@ -65,7 +65,7 @@ def _smoothing_matrices(shape, affine, fwhm) -> list[np.ndarray | None]:
     truncate 4), so the weights are scipy's own, boundary folding included.
     """
     mats: list[np.ndarray | None] = []
-    for n, sigma in zip(shape, fwhm_to_sigma_voxels(affine, fwhm)):
+    for n, sigma in zip(shape, fwhm_to_sigma_voxels(affine, fwhm), strict=True):
         if sigma > 0:
             mats.append(ndimage.gaussian_filter1d(np.eye(n), sigma, axis=0))
         else:
@@ -210,13 +210,13 @@ def plan_extraction(
             box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in coords)
             grown = tuple(
                 slice(max(b.start - r, 0), min(b.stop + r, n))
-                for b, r, n in zip(box, reach, shape)
+                for b, r, n in zip(box, reach, shape, strict=True)
             )
             vol = np.zeros(tuple(b.stop - b.start for b in box) + (idx.size,))
-            vol[tuple(c - b.start for c, b in zip(coords, box))] = dense
+            vol[tuple(c - b.start for c, b in zip(coords, box, strict=True))] = dense
             smoothed = _adjoint_smooth(vol, box, grown, mats)
             local = np.nonzero(np.any(smoothed != 0, axis=3))
-            grid = tuple(loc + g.start for loc, g in zip(local, grown))
+            grid = tuple(loc + g.start for loc, g in zip(local, grown, strict=True))
             support = np.ravel_multi_index(grid, shape, order="F")
             dense = smoothed[local]
         for j, k in enumerate(idx):

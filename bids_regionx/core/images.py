@@ -86,7 +86,17 @@ def load_img(
     elif isinstance(img, nib.spatialimages.SpatialImage):
         out = img
     elif isinstance(img, Iterable) and not isinstance(img, (bytes, np.ndarray)):
-        items = [load_img(i, name=name) for i in img]
+        items = []
+        for item in img:
+            # Only images, paths and (nested) lists of them: any other iterable, such as a
+            # scipy sparse matrix whose rows are sparse matrices, would recurse forever.
+            if not isinstance(item, (str, os.PathLike, nib.spatialimages.SpatialImage, list,
+                                     tuple)):
+                raise TypeError(
+                    "input should be a NiftiLike object or an iterable of NiftiLike object. "
+                    f"Got: {type(img).__name__} of {type(item).__name__} ({name})"
+                )
+            items.append(load_img(item, name=name))
         out = concat_imgs(items, name=name)
     else:
         raise TypeError(
