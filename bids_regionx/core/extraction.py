@@ -2,16 +2,19 @@
 
 The reference (spec §6) Gaussian-smooths the whole 4D run, then solves, for every volume,
 ``min_x || M x - d ||`` over the maps' voxels with ``scipy.linalg.lstsq`` (``M``: voxels x maps).
-Both steps are linear in the data, so with ``P = pinv(M)`` and ``G`` the smoothing operator the
-signals are ``P G d = Z^T d`` with ``Z = G^T P^T`` computed once per (maps, grid, mask, FWHM):
+Both steps are linear in the data: with ``G`` the smoothing operator and ``C = (M^T M)^+`` the
+signals are ``pinv(M) G d = C (G^T M)^T d``, with ``G^T M`` and ``C`` computed once per
+(maps, grid, mask, FWHM):
 
-* ``P`` comes from one small SVD per group of overlapping maps, on the group's voxels only
-  (float64; singular values below the reference's LAPACK cutoff dropped), so it keeps the maps'
-  sparsity: zero rows of ``M`` add nothing to a least-squares fit;
-* ``G^T`` is applied to the few columns of ``P^T`` rather than ``G`` to hundreds of volumes: the
-  separable, reflect-boundary Gaussian of the reference is written as one small matrix per axis;
-* ``Z`` is a sparse ``(n_maps, n_rows)`` matrix over the voxels its columns touch, and each block
-  of volumes contributes ``Z @ data[rows]`` in float64.
+* ``G^T M`` smooths each region map once (the reference smooths every volume of every run);
+  the reference's separable reflect-boundary Gaussian is applied through its transpose, which
+  away from the volume's edges is the same symmetric kernel;
+* ``C`` is block diagonal, one block per group of maps that share voxels, computed from the
+  maps' Gram matrix in float64 -- or, for an ill-conditioned group, from an SVD of its voxels --
+  with singular values below the reference's LAPACK cutoff treated as zero (minimum-norm
+  solutions, as ``gelsd``); zero rows of ``M`` add nothing to a least-squares fit;
+* each block of volumes costs one sparse product with ``G^T M`` and one small dense product
+  with ``C`` per group, in float64.
 
 Results equal the reference's within its own float32 rounding (the reference rounds the smoothed
 data to float32 and solves in float32 for float32 runs; this module accumulates in float64).
@@ -30,6 +33,29 @@ from scipy.sparse.csgraph import connected_components
 from bids_regionx.core.bold import iter_blocks
 from bids_regionx.core.smoothing import fwhm_to_sigma_voxels, kernel_radius_voxels
 
+#: Groups whose Gram matrix is worse conditioned than this (cond(M) squared) are solved from an
+#: SVD of their voxels: the Gram route loses cond(M)^2 * eps of accuracy.
+_GRAM_CONDITION_LIMIT = 1e5
+
+
+@dataclass(frozen=True)
+class ExtractionBlock:
+    """One group of maps that share voxels (maps in different groups never overlap).
+
+    Attributes
+    ----------
+    signals : ndarray of int, shape (n_group,)
+        Positions of the group's signals in the plan's output.
+    smoothed : scipy.sparse.csr_matrix, shape (n_group, n_rows)
+        The group's maps after the adjoint smoothing, ``(G^T M_J)^T``, over the plan's rows.
+    inverse : ndarray of float64, shape (n_group, n_group)
+        ``(M_J^T M_J)^+``, so that ``signals[group] = inverse @ smoothed @ volume[rows]``.
+    """
+
+    signals: np.ndarray
+    smoothed: sparse.csr_matrix
+    inverse: np.ndarray
+
 
 @dataclass(frozen=True)
 class ExtractionPlan:
@@ -42,8 +68,8 @@ class ExtractionPlan:
     affine : ndarray, shape (4, 4)
     rows : ndarray of int64, shape (n_rows,)
         Flat (Fortran-order) indices of the voxels read from each volume, ascending.
-    weights : scipy.sparse.csr_matrix, shape (n_signals, n_rows)
-        ``signals = weights @ volume_data[rows]``.
+    blocks : tuple of ExtractionBlock
+        The linear map from ``volume[rows]`` to the signals, one dense block per group.
     kept : ndarray of int, shape (n_signals,)
         Index of the map behind each signal (maps emptied by the mask are dropped).
     n_maps : int
@@ -53,73 +79,117 @@ class ExtractionPlan:
     shape: tuple[int, int, int]
     affine: np.ndarray
     rows: np.ndarray
-    weights: sparse.csr_matrix
+    blocks: tuple[ExtractionBlock, ...]
     kept: np.ndarray
     n_maps: int
 
+    @property
+    def n_signals(self) -> int:
+        return int(self.kept.size)
 
-def _smoothing_matrices(shape, affine, fwhm) -> list[np.ndarray | None]:
-    """Per-axis matrices ``G_a`` of the reference's smoothing (``out = G_a @ line``).
+    def apply(self, data: np.ndarray) -> np.ndarray:
+        """Signals of gathered data ``(n_rows, n_volumes)`` -> ``(n_volumes, n_signals)``."""
+        n = data.shape[1]
+        if n == 1:
+            # scipy routes a single column to another kernel (csr_matvec) whose rounding can
+            # differ in the last bit; two columns keep the multi-vector kernel, so signals never
+            # depend on how the run was cut into blocks.
+            data = np.repeat(data, 2, axis=1)
+        out = np.zeros((data.shape[1], self.n_signals))
+        for block in self.blocks:
+            projected = block.smoothed @ data  # (n_group, n_volumes), column by column
+            # einsum's plain loops (no BLAS) sum in a fixed order whatever the number of
+            # volumes, so the signals do not depend on the block size.
+            out[:, block.signals] = np.einsum(
+                "ij,jt->ti", block.inverse, projected, optimize=False
+            )
+        return out[:n]
 
-    Built by filtering the identity with the same ``gaussian_filter1d`` call (reflect boundary,
-    truncate 4), so the weights are scipy's own, boundary folding included.
+
+class _AdjointSmoother:
+    """Applies the transpose of the reference's BOLD smoothing to maps given on a box."""
+
+    def __init__(self, shape, affine, fwhm):
+        self.shape = tuple(shape)
+        sigmas = fwhm_to_sigma_voxels(affine, fwhm)
+        self.reach = [kernel_radius_voxels(s) for s in sigmas]
+        self.kernels = []
+        self.matrices = []
+        for n, sigma, r in zip(self.shape, sigmas, self.reach, strict=True):
+            if sigma > 0:
+                # scipy's own weights (truncate 4) and its reflect-boundary folding, read off by
+                # filtering an impulse and the identity.
+                impulse = np.zeros(2 * r + 1)
+                impulse[r] = 1.0
+                self.kernels.append(ndimage.gaussian_filter1d(impulse, sigma, mode="constant"))
+                self.matrices.append(ndimage.gaussian_filter1d(np.eye(n), sigma, axis=0))
+            else:
+                self.kernels.append(None)
+                self.matrices.append(None)
+
+    @property
+    def active(self) -> bool:
+        return any(k is not None for k in self.kernels)
+
+    def grow(self, box):
+        return tuple(
+            slice(max(b.start - r, 0), min(b.stop + r, n))
+            for b, r, n in zip(box, self.reach, self.shape, strict=True)
+        )
+
+    def __call__(self, values: np.ndarray, box) -> tuple[np.ndarray, tuple]:
+        """``G^T`` of columns given on ``box`` (shape ``(*box, n)``), on the grown box."""
+        grown = self.grow(box)
+        pad = [(b.start - g.start, g.stop - b.stop) for b, g in zip(box, grown, strict=True)]
+        out = np.pad(values, pad + [(0, 0)])
+        for axis, (kernel, mat) in enumerate(zip(self.kernels, self.matrices, strict=True)):
+            if kernel is None:
+                continue
+            g, n, r = grown[axis], self.shape[axis], self.reach[axis]
+            if box[axis].start - r >= 0 and box[axis].stop + r <= n:
+                # Away from the edges G^T is the symmetric kernel itself.
+                ndimage.correlate1d(out, kernel, axis=axis, output=out, mode="constant")
+            else:
+                block = mat[g, g]  # G[i, j] for i, j in the grown range
+                out = np.moveaxis(np.tensordot(out, block, axes=([axis], [0])), -1, axis)
+        return out, grown
+
+
+def _gram_inverse(gram: np.ndarray, design, idx, rcond: float, top: float) -> np.ndarray:
+    """``(M_J^T M_J)^+`` of one group, singular values of ``M`` below ``rcond * top`` dropped.
+
+    Well-conditioned groups use the Gram matrix's eigen-decomposition. Otherwise the singular
+    values and right vectors come from the triangular factor of a QR of the group's voxels,
+    which keeps the solution's error at cond(M) * eps instead of cond(M)^2 * eps.
     """
-    mats: list[np.ndarray | None] = []
-    for n, sigma in zip(shape, fwhm_to_sigma_voxels(affine, fwhm), strict=True):
-        if sigma > 0:
-            mats.append(ndimage.gaussian_filter1d(np.eye(n), sigma, axis=0))
-        else:
-            mats.append(None)
-    return mats
-
-
-def _adjoint_smooth(values: np.ndarray, box, grown, mats) -> np.ndarray:
-    """Apply ``G^T`` to columns given on ``box``; the result lives on ``grown``.
-
-    ``values`` has shape ``(*box_shape, n_columns)``; each axis is contracted with the block of
-    ``G_a`` mapping the box's rows to the grown box's columns.
-    """
-    out = values
-    for axis, mat in enumerate(mats):
-        if mat is None:
-            continue
-        block = mat[box[axis], grown[axis]]  # (len(box), len(grown)) = G[i, j]
-        out = np.moveaxis(np.tensordot(out, block, axes=([axis], [0])), -1, axis)
-    return out
-
-
-def _coupled_groups(design: sparse.csc_matrix) -> list[np.ndarray]:
-    """Indices of maps grouped by shared voxels (maps in different groups never overlap)."""
-    overlap = (design.T @ design).tocsr()
-    n_groups, group = connected_components(overlap != 0, directed=False)
-    return [np.flatnonzero(group == g) for g in range(n_groups)]
-
-
-def _group_pinv_t(design: sparse.csc_matrix, rcond: float):
-    """``pinv(M)^T`` restricted to each group of overlapping maps, on the group's voxels.
-
-    ``M`` is block diagonal across groups, so its pseudo-inverse is too. Each group's
-    pseudo-inverse comes from the SVD of its (voxels x maps) block; singular values below
-    ``rcond`` times the largest singular value of all of ``M`` count as zero, which is the rank
-    decision LAPACK's ``gelsd`` makes with ``cond = rcond``.
-
-    Returns
-    -------
-    list of (map indices, voxel indices, pinv^T values of shape (n_voxels, n_maps))
-    """
-    decomposed = []
-    top = 0.0
-    for idx in _coupled_groups(design):
+    w, v = np.linalg.eigh(gram)
+    w_max = float(w.max()) if w.size else 0.0
+    if w.size and (w.min() <= 0 or w_max / w.min() > _GRAM_CONDITION_LIMIT):
         sub = design[:, idx]
-        support = np.unique(sub.indices)
-        u, sv, vt = np.linalg.svd(sub[support].toarray(), full_matrices=False)
-        decomposed.append((idx, support, u, sv, vt))
-        top = max(top, float(sv.max()) if sv.size else 0.0)
-    out = []
-    for idx, support, u, sv, vt in decomposed:
-        keep = sv > rcond * top
-        out.append((idx, support, (u[:, keep] / sv[keep]) @ vt[keep]))
-    return out
+        support = _unique_rows(sub.indices, sub.shape[0])
+        r = np.linalg.qr(sub[support].toarray(), mode="r")
+        _, sv, vt = np.linalg.svd(r, full_matrices=False)
+        w, v = sv**2, vt.T
+    keep = np.sqrt(np.maximum(w, 0)) > rcond * top
+    return (v[:, keep] / w[keep]) @ v[:, keep].T
+
+
+def _unique_rows(indices: np.ndarray, n: int) -> np.ndarray:
+    """Sorted distinct values of ``indices`` (all in ``[0, n)``), in O(n)."""
+    seen = np.zeros(n, dtype=bool)
+    seen[indices] = True
+    return np.flatnonzero(seen)
+
+
+def _bounding_box(nonzero: np.ndarray) -> tuple[slice, ...] | None:
+    spans = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(nonzero.any(axis=other))
+        if hit.size == 0:
+            return None
+        spans.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(spans)
 
 
 def plan_extraction(
@@ -163,8 +233,7 @@ def plan_extraction(
     n_maps = maps.shape[3]
     kept = np.arange(n_maps)
     if mask is not None:
-        maps = maps * mask[..., np.newaxis]
-        sums = np.abs(maps[mask]).sum(axis=0) if mask.any() else np.zeros(n_maps)
+        sums = np.array([np.abs(maps[..., k][mask]).sum() for k in range(n_maps)])
         if not keep_masked_maps:
             kept = np.flatnonzero(sums > 0)
             removed = sorted(set(range(n_maps)) - {int(k) for k in kept})
@@ -187,55 +256,61 @@ def plan_extraction(
                 stacklevel=2,
             )
 
-    # Sparse M (voxels x kept maps), voxels numbered in Fortran order like the files.
-    cols, flat_rows, values = [], [], []
+    # Each kept map on its bounding box (trimmed to the mask), and sparse M over all voxels,
+    # voxels numbered in Fortran order like the files.
+    boxes, box_values, cols, flat_rows, values = [], [], [], [], []
     for j, k in enumerate(kept):
-        flat = np.ravel(maps[..., k], order="F")
-        nz = np.flatnonzero(flat)
-        cols.append(np.full(nz.size, j))
-        flat_rows.append(nz)
-        values.append(flat[nz].astype(np.float64))
+        box = _bounding_box(maps[..., k] != 0) or (slice(0, 1),) * 3
+        vals = np.asarray(maps[(*box, k)], dtype=np.float64)
+        if mask is not None:
+            vals = np.where(mask[box], vals, 0.0)
+        local = np.nonzero(vals)
+        grid = tuple(loc + b.start for loc, b in zip(local, box, strict=True))
+        boxes.append(box)
+        box_values.append(vals)
+        flat_rows.append(np.ravel_multi_index(grid, shape, order="F"))
+        cols.append(np.full(local[0].size, j))
+        values.append(vals[local])
     n_vox = int(np.prod(shape))
     design = sparse.csc_matrix(
         (np.concatenate(values), (np.concatenate(flat_rows), np.concatenate(cols))),
         shape=(n_vox, kept.size),
     )
-    mats = _smoothing_matrices(shape, affine, smoothing_fwhm)
-    reach = [kernel_radius_voxels(s) for s in fwhm_to_sigma_voxels(affine, smoothing_fwhm)]
+    gram = (design.T @ design).toarray()
 
-    out_cols, out_rows, out_vals = [], [], []
-    for idx, support, dense in _group_pinv_t(design, rcond):
-        if any(m is not None for m in mats):
-            coords = np.unravel_index(support, shape, order="F")
-            box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in coords)
-            grown = tuple(
-                slice(max(b.start - r, 0), min(b.stop + r, n))
-                for b, r, n in zip(box, reach, shape, strict=True)
-            )
-            vol = np.zeros(tuple(b.stop - b.start for b in box) + (idx.size,))
-            vol[tuple(c - b.start for c, b in zip(coords, box, strict=True))] = dense
-            smoothed = _adjoint_smooth(vol, box, grown, mats)
-            local = np.nonzero(np.any(smoothed != 0, axis=3))
-            grid = tuple(loc + g.start for loc, g in zip(local, grown, strict=True))
-            support = np.ravel_multi_index(grid, shape, order="F")
-            dense = smoothed[local]
-        for j, k in enumerate(idx):
-            nz = np.flatnonzero(dense[:, j])
-            out_cols.append(np.full(nz.size, k))
-            out_rows.append(support[nz])
-            out_vals.append(dense[nz, j])
-
-    flat_rows = np.concatenate(out_rows)
-    rows, position = np.unique(flat_rows, return_inverse=True)
-    weights = sparse.csr_matrix(
-        (np.concatenate(out_vals), (np.concatenate(out_cols), position)),
-        shape=(kept.size, rows.size),
+    # W = G^T M: each map smoothed (adjointly) once, on its grown box.
+    smoother = _AdjointSmoother(shape, affine, smoothing_fwhm)
+    w_rows, w_cols, w_vals = [], [], []
+    for j, (box, vals) in enumerate(zip(boxes, box_values, strict=True)):
+        if smoother.active:
+            vals, box = smoother(vals[..., np.newaxis], box)
+            vals = vals[..., 0]
+        local = np.nonzero(vals)
+        grid = tuple(loc + b.start for loc, b in zip(local, box, strict=True))
+        w_rows.append(np.ravel_multi_index(grid, shape, order="F"))
+        w_cols.append(np.full(local[0].size, j))
+        w_vals.append(vals[local])
+    w_rows_all = np.concatenate(w_rows)
+    all_rows = _unique_rows(w_rows_all, n_vox)
+    smoothed = sparse.csr_matrix(
+        (np.concatenate(w_vals), (np.concatenate(w_cols), np.searchsorted(all_rows, w_rows_all))),
+        shape=(kept.size, all_rows.size),
     )
+
+    n_groups, group = connected_components(sparse.csr_matrix(gram != 0), directed=False)
+    # rcond applies to the singular values of all of M (as gelsd's): the largest one is taken
+    # over every group.
+    top = np.sqrt(max(float(np.linalg.eigvalsh(gram).max()), 0.0)) if kept.size else 0.0
+    blocks = []
+    for g in range(n_groups):
+        idx = np.flatnonzero(group == g)
+        inverse = _gram_inverse(gram[np.ix_(idx, idx)], design, idx, rcond, top)
+        blocks.append(ExtractionBlock(signals=idx, smoothed=smoothed[idx], inverse=inverse))
     return ExtractionPlan(
         shape=shape,
         affine=np.asarray(affine, dtype=float),
-        rows=rows.astype(np.int64),
-        weights=weights,
+        rows=all_rows.astype(np.int64),
+        blocks=tuple(blocks),
         kept=kept,
         n_maps=n_maps,
     )
@@ -270,7 +345,7 @@ def extract_signals(
         Non-finite voxel values count as 0 (with a warning).
     """
     n_volumes = img.shape[3] if len(img.shape) == 4 else 1
-    out = np.empty((n_volumes, plan.weights.shape[0]))
+    out = np.empty((n_volumes, plan.n_signals))
     warned = False
     for start, block in iter_blocks(img, volumes=volumes):
         if on_block is not None:
@@ -292,5 +367,5 @@ def extract_signals(
                     stacklevel=2,
                 )
                 warned = True
-        out[start : start + n] = (plan.weights @ data).T
+        out[start : start + n] = plan.apply(data)
     return out
