@@ -47,8 +47,9 @@ RUN --mount=type=secret,id=hostca \
  && pip-ca install -q -c /tmp/constraints.txt -r /tmp/requirements.txt
 
 # The package itself, built as a wheel from the source tree (PEP 517, setuptools from PyPI).
-COPY README.md /src/README.md
-COPY bids_regionx /src/bids_regionx
+# The build context is what .dockerignore allows: pyproject.toml, README.md, bids_regionx/,
+# boilerplate/ (methods templates), docker/.
+COPY . /src
 RUN --mount=type=secret,id=hostca \
     pip-ca wheel -q --no-deps -w /tmp/wheels /src \
  && pip-ca install -q --no-deps /tmp/wheels/bids_regionx-*.whl \

@@ -9,7 +9,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: help venv test demo bench integration lint clean
+.PHONY: help venv test demo bench integration lint clean browser
 
 help:
 	@echo "make test         unit + end-to-end tests (sets up .venv)"
@@ -27,7 +27,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# Debian's chromium + chromedriver for the headless-browser report tests (never a download).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	 { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     --no-install-recommends chromium chromium-driver >/dev/null; \
+	   else echo "install chromium chromium-driver for the browser tests" >&2; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

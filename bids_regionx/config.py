@@ -39,6 +39,7 @@ __all__ = [
     "DTYPES",
     "EXTRACTORS",
     "FILTER_QUERIES",
+    "GROUP_UNITS",
     "PLUGINS",
     "QUERY_ANY",
     "QUERY_NONE",
@@ -80,6 +81,8 @@ CONNECTIVITY_MEASURES = (
 #: Measures that need every subject at once, so only the group level computes them.
 GROUP_ONLY_MEASURES = ("tangent",)
 COV_ESTIMATORS = ("empirical", "ledoit_wolf")
+#: What each group statistic counts once: every used run, or every subject (runs averaged first).
+GROUP_UNITS = ("run", "subject")
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph")
 #: The pybids queries a ``--bids-filter-file`` may refine.
 FILTER_QUERIES = ("bold", "mask", "confounds")
@@ -724,6 +727,8 @@ class ConnectivitySettings(_Section):
     )
     fisher_z: bool = _setting(False, option="--fisher-z", coerce=_bool, output=_same)
     combine_runs: bool = _setting(False, option="--combine-runs", coerce=_bool, output=_same)
+    #: Group level only, so not an output option of the participant outputs it reads.
+    group_unit: str = _setting("run", option="--group-unit", coerce=_choice(GROUP_UNITS))
 
 
 @dataclass(frozen=True)

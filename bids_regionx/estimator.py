@@ -287,9 +287,9 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
 
         Parameters
         ----------
-        imgs : Niimg-like or list of 3D Niimg-like, optional
+        imgs : Niimg-like, list of 3D Niimg-like or list of 4D Niimg-like, optional
             Data defining the extraction grid when ``resampling_target="data"`` (and the report
-            background).
+            background); of a list of 4D runs, the first one.
         y : None
             Ignored.
 
@@ -303,9 +303,13 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
         self.memory_ = self._memory()
         self.clean_args_ = {} if self.clean_args is None else dict(self.clean_args)
         self.mask_img_ = None if self.mask_img is None else binarize_mask(self.mask_img)
-        data_img = None
+        data_img = data_dim = None
         if imgs is not None:
-            data_img = load_img(imgs, name="imgs")
+            # A list of 4D runs (as transform takes): the first one defines the grid and the
+            # report background, and the report says so (nilearn's "dim" 5).
+            several = _is_list_of_4d(imgs)
+            data_img = load_img(imgs[0] if several else imgs, name="imgs")
+            data_dim = 5 if several else len(data_img.shape)
             if 0 in data_img.shape:
                 raise ValueError("The image is empty.")
 
@@ -331,7 +335,7 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
                 "maps_image": self.maps_img_,
                 "mask": self.mask_img_,
                 "images": None if data_img is None else _middle_volume(data_img),
-                "dim": None if data_img is None else len(data_img.shape),
+                "dim": data_dim,
             }
         else:
             self._reporting_data = None
@@ -729,6 +733,38 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
 
     # ------------------------------------------------------------------------------------------
     # reports
+
+    def generate_report(self, displayed_maps=10, engine="matplotlib", title=None):
+        """An HTML report of the regions, as nilearn's masker report (no script, no network).
+
+        Parameters
+        ----------
+        displayed_maps : int, "all", list of int or ndarray of int, default=10
+            Which maps of ``maps_img_`` (the regions) to show: the first n, all, or these
+            indices (in this order). Unavailable ones are left out with a warning.
+        engine : {"matplotlib"}
+        title : str, optional
+            Report title (default: the class name).
+
+        Returns
+        -------
+        bids_regionx.reports.estimator.HTMLReport
+            With ``save_as_html``, ``open_in_browser`` and ``_repr_html_`` (notebooks).
+
+        Raises
+        ------
+        TypeError
+            ``displayed_maps`` is of another type (after ``fit`` with ``reports=True``).
+
+        Notes
+        -----
+        The report's warnings (not fitted, reports disabled, maps not available, no image given
+        to ``fit``...) are listed in it and raised as ``UserWarning``. With ``reports=False``,
+        ``fit`` keeps nothing for the report.
+        """
+        from bids_regionx.reports.estimator import build_report
+
+        return build_report(self, displayed_maps=displayed_maps, engine=engine, title=title)
 
     def __sklearn_tags__(self):
         """scikit-learn tags: a transformer whose ``X`` is a NIfTI image, not an array.

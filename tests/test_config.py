@@ -106,6 +106,7 @@ DEFAULTS = [
     ("connectivity", "cov_estimator", "empirical"),
     ("connectivity", "fisher_z", False),
     ("connectivity", "combine_runs", False),
+    ("connectivity", "group_unit", "run"),
     ("execution", "nprocs", None),
     ("execution", "omp_nthreads", None),
     ("execution", "mem_gb", None),
@@ -561,6 +562,7 @@ def full_settings(tmp_path: Path) -> Settings:
             "cov_estimator": "ledoit_wolf",
             "fisher_z": True,
             "combine_runs": True,
+            "group_unit": "subject",
         },
         execution={
             "work_dir": "scratch",
@@ -675,6 +677,7 @@ NOT_OUTPUT = [
     ("selection", "bids_filters", {"bold": {"desc": "preproc"}}),
     ("selection", "bids_database_dir", "/db"),
     ("selection", "datasets", {"fmriprep": "/prep"}),
+    ("connectivity", "group_unit", "subject"),
     ("execution", "work_dir", "/scratch"),
     ("execution", "nprocs", 3),
     ("execution", "omp_nthreads", 3),

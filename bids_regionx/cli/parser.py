@@ -30,6 +30,7 @@ from bids_regionx.config import (
     COV_ESTIMATORS,
     DTYPES,
     EXTRACTORS,
+    GROUP_UNITS,
     PLUGINS,
     RESAMPLING_TARGETS,
     SECTIONS,
@@ -43,7 +44,7 @@ from bids_regionx.config import (
 )
 from bids_regionx.errors import NoInputError, UnknownAnalysisLevelError, UsageError
 
-__all__ = ["build_parser", "parse_args"]
+__all__ = ["build_parser", "given_options", "parse_args"]
 
 logger = logging.getLogger("bids_regionx.cli")
 
@@ -494,6 +495,14 @@ def _add_connectivity_options(group: Any) -> None:
         help="z-score each cleaned run and concatenate runs per subject/session/task "
         "into one time series and connectome",
     )
+    _add(
+        group,
+        "--group-unit",
+        dest="connectivity.group_unit",
+        choices=GROUP_UNITS,
+        help="group level: average connectomes over runs, or within each subject first so "
+        "that every subject counts once",
+    )
 
 
 def _add_execution_options(group: Any) -> None:
@@ -656,6 +665,18 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     for message in settings.warnings():
         logger.warning(message)
     return settings
+
+
+def given_options(argv: Sequence[str]) -> set[str]:
+    """The ``"section.field"`` destinations of the options typed in ``argv`` (not defaults).
+
+    Parameters
+    ----------
+    argv : sequence of str
+        A command line that :func:`parse_args` accepts.
+    """
+    given = vars(_parser_without_defaults().parse_args(list(argv)))
+    return {dest for dest in given if "." in dest}
 
 
 def _parser_without_defaults() -> argparse.ArgumentParser:

@@ -24,9 +24,10 @@ def save_settings(settings, run_id: str, subjects) -> list[Path]:
     targets = [Path(settings.execution.work_dir) / run_id / "config.toml"]
     targets += [Path(settings.output_dir) / f"sub-{s}" / "log" / run_id / "config.toml"
                 for s in sorted(subjects)]
+    from bids_regionx.io.derivatives import write_text
+
     for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_text(path, text, shared=False)  # atomic: never a truncated config.toml
     return targets
 
 
@@ -47,9 +48,17 @@ def configure_nipype(workflow, settings, crash_dir: Path) -> None:
     from nipype import logging as nipype_logging
 
     crash_dir.mkdir(parents=True, exist_ok=True)
-    level = {0: "WARNING", 1: "INFO"}.get(settings.execution.verbosity, "DEBUG")
+    # Without -v a failure is one line per run (printed by run_participant from the crash
+    # files), so nipype's own error reports and tracebacks are silenced; -v shows them.
+    level = {0: "CRITICAL", 1: "INFO"}.get(settings.execution.verbosity, "DEBUG")
     for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
         nipype_logging.getLogger(name).setLevel(level)
+    # nipype has its own handler: do not print every message a second time through ours.
+    logging.getLogger("nipype").propagate = False
+    # Also applied where nipype re-reads its config (batch jobs of the SLURM plugins).
+    workflow.config["logging"] = {
+        "workflow_level": level, "interface_level": level, "utils_level": level,
+    }
     workflow.config["execution"] = {
         "crashdump_dir": str(crash_dir),
         "crashfile_format": "txt",
@@ -71,27 +80,31 @@ def configure_nipype(workflow, settings, crash_dir: Path) -> None:
 
 def crashed_nodes(crash_dir: Path) -> list[tuple[str, str]]:
     """``(node, one-line error)`` for each crash file written during this invocation."""
-    out = []
-    for path in sorted(crash_dir.glob("crash-*.txt")):
-        text = path.read_text(errors="replace")
-        node = ""
-        for line in text.splitlines():
-            if line.startswith("Node:"):
-                node = line.split(":", 1)[1].strip()
-                break
-        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-        error = next((ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln),
-                     lines[-1] if lines else "unknown error")
-        out.append((node, error.strip()))
-    return out
+    from bids_regionx.cli.failures import read_crash
+
+    return [read_crash(path)[::2] for path in sorted(crash_dir.glob("crash-*.txt"))]
 
 
 def run_participant(settings) -> int:
     """Run the participant level; return the exit code (0 ok, 1 a run failed)."""
+    from bids_regionx.errors import UsageError
     from bids_regionx.io import derivatives
     from bids_regionx.io.maps import collect_maps
     from bids_regionx.io.queries import collect_runs
 
+    if settings.regions.resampling_target in ("maps", "mask"):
+        # The regions are put on each run's grid ("data"), or used as they are ("none");
+        # resampling every BOLD run onto the maps' or the mask's grid is not implemented.
+        raise UsageError(
+            f"--resampling-target {settings.regions.resampling_target}: not supported at the "
+            "participant level; use data (the default) or none"
+        )
+    if not settings.reports.boilerplate_only:
+        # A bad strategy file is one usage error (64) now, not one failed node per run later.
+        from bids_regionx.core.denoise import load_strategy
+        from bids_regionx.workflows.run import strategy_overrides
+
+        load_strategy(settings.denoise.strategy).with_overrides(**strategy_overrides(settings))
     maps_specs = collect_maps(settings)
     runs = collect_runs(settings, maps_space=maps_specs[0].space)
     usable = [r for r in runs if not getattr(r, "problem", None)]
@@ -99,14 +112,16 @@ def run_participant(settings) -> int:
     derivatives.prepare_output_dir(settings)
     run_id = new_run_id()
     subjects = sorted({r.entities["subject"] for r in runs})
+    # Temporary files of a killed earlier run (only those no live writer holds).
+    derivatives.remove_stale_temporary_files(settings.output_dir, subjects=subjects)
     save_settings(settings, run_id, subjects)
 
     if settings.reports.boilerplate_only:
-        from bids_regionx.reports.boilerplate import write_boilerplate
+        return 1 if _write_boilerplate(settings, maps_specs) else 0
+    from bids_regionx.cli import failures
 
-        write_boilerplate(settings, maps_specs)
-        return 0
     failed = [(r.key, r.problem) for r in problems]
+    crashes = []
     if not settings.reports.reports_only and usable:
         from bids_regionx.workflows.base import init_bids_regionx_wf
 
@@ -117,41 +132,97 @@ def run_participant(settings) -> int:
             workflow.write_graph(graph2use="colored", format="svg", simple_form=True)
         plugin, plugin_args = _plugin(settings)
         try:
-            workflow.run(plugin=plugin, plugin_args=plugin_args)
+            with failures.work_dir_lock(settings.execution.work_dir):
+                workflow.run(plugin=plugin, plugin_args=plugin_args)
         except RuntimeError as exc:
             if not list(crash_dir.glob("crash-*")):
                 raise
             logger.debug("workflow did not finish cleanly: %s", exc)
-        failed += crashed_nodes(crash_dir)
-    for key, error in failed:
-        print(f"bids_regionx: run failed: {key}: {error}", file=sys.stderr)
+        except OSError as exc:  # nipype could not write its results or crash files
+            raise failures.work_dir_error(settings.execution.work_dir, exc) from exc
+        crashes = failures.read_crashes(
+            crash_dir, usable, maps_specs, combine_runs=settings.connectivity.combine_runs
+        )
+    result = failures.outcome(settings, usable, failed, crashes,
+                              ran=not settings.reports.reports_only and bool(usable))
+    failed = result.failed
+    for line in result.lines:
+        print(line, file=sys.stderr)
+    if not settings.reports.reports_only:
+        # What failed in this invocation, per subject, so that --reports-only shows it later.
+        _record_errors(settings, subjects, failed, run_id)
     report_failed = False
     if settings.reports.write_reports or settings.reports.reports_only:
-        report_failed = _write_reports(settings, maps_specs, subjects, failed)
+        report_failed = _write_reports(settings, maps_specs, subjects, failed,
+                                       runs=runs, run_id=run_id)
     if not settings.reports.reports_only:
-        try:
-            from bids_regionx.reports.boilerplate import write_boilerplate
-
-            write_boilerplate(settings, maps_specs)
-        except ImportError:
-            pass
-    if failed or report_failed:
-        return 1
+        report_failed = _write_boilerplate(settings, maps_specs) or report_failed
+    if result.error is not None:
+        raise result.error
+    if result.exit_code or report_failed:
+        return result.exit_code or 1
     print(f"bids_regionx: outputs in {settings.output_dir}", file=sys.stderr)
     return 0
 
 
-def _write_reports(settings, maps_specs, subjects, failed) -> bool:
-    """Per-subject HTML reports; a report failure is recorded and never touches outputs."""
-    try:
-        from bids_regionx.reports.participant import write_participant_report
-    except ImportError:
-        return False
+def _record_errors(settings, subjects, failed, run_id: str) -> None:
+    """``sub-<label>/log/<run_id>/errors.json``: the failures of this invocation per subject."""
+    from bids_regionx.reports.participant import record_errors, subject_errors
+
+    for subject in subjects:
+        try:
+            record_errors(settings.output_dir, subject, run_id, subject_errors(failed, subject))
+        except Exception as exc:  # bookkeeping must not change the outcome
+            logger.warning("sub-%s: could not record the errors of this run: %s", subject, exc)
+
+
+def _write_reports(settings, maps_specs, subjects, failed, *, runs=None, run_id=None) -> bool:
+    """Per-subject HTML reports; return whether one failed.
+
+    A failure never touches the derivatives: it is printed, written with its traceback to
+    ``sub-<label>/log/<run_id>/report-error.txt``, and the report is replaced by a page saying
+    that it failed and why (exit code 1).
+    """
+    from bids_regionx.reports.participant import write_participant_report
+
     broken = False
     for subject in subjects:
         try:
-            write_participant_report(settings, maps_specs, subject, failed=failed)
+            write_participant_report(settings, maps_specs, subject, runs=runs, failed=failed)
         except Exception as exc:  # a report must never take the outputs down with it
             broken = True
             print(f"bids_regionx: report failed: sub-{subject}: {exc}", file=sys.stderr)
+            logger.debug("report of sub-%s failed", subject, exc_info=True)
+            _record_report_failure(settings.output_dir, subject, run_id, exc)
     return broken
+
+
+def _record_report_failure(output_dir, subject: str, run_id, exc: BaseException) -> None:
+    import traceback
+
+    from bids_regionx.io.derivatives import write_text
+    from bids_regionx.reports.participant import write_failed_report
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for write in (
+        lambda: write_text(Path(output_dir) / f"sub-{subject}" / "log" / (run_id or "reports")
+                           / "report-error.txt", text),
+        lambda: write_failed_report(output_dir, subject, exc),
+    ):
+        try:
+            write()
+        except Exception as inner:  # the failure is already on stderr
+            logger.warning("sub-%s: could not record the report failure: %s", subject, inner)
+
+
+def _write_boilerplate(settings, maps_specs) -> bool:
+    """``logs/CITATION.{md,html,bib}``; return whether it failed (printed, exit code 1)."""
+    from bids_regionx.reports.boilerplate import write_boilerplate
+
+    try:
+        write_boilerplate(settings, maps_specs)
+    except Exception as exc:  # like a report: never hides the outcome of the runs
+        print(f"bids_regionx: boilerplate failed: {exc}", file=sys.stderr)
+        logger.debug("boilerplate failed", exc_info=True)
+        return True
+    return False

@@ -43,9 +43,12 @@ def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
-def _report_error(exc: BaseException, verbose: int) -> None:
+def _report_error(exc: BaseException, verbose: int, cause: BaseException | None = None) -> None:
+    """One line on stderr; with ``-v`` the traceback first (of ``cause``, the original error
+    that ``exc`` translates, when given)."""
     if verbose:
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        shown = cause if cause is not None else exc
+        traceback.print_exception(type(shown), shown, shown.__traceback__, file=sys.stderr)
     print(f"bids_regionx: error: {_one_line(exc)}", file=sys.stderr)
 
 
@@ -83,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.analysis_level == "group":
             from bids_regionx.cli.group import run_group
 
-            return run_group(settings)
+            return run_group(settings, argv=argv)
         from bids_regionx.cli.participant import run_participant
 
         return run_participant(settings)
@@ -94,21 +97,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bids_regionx: interrupted", file=sys.stderr)
         return 130
     except FileNotFoundError as exc:
-        _report_error(NoInputError(str(exc)), verbose)
+        _report_error(NoInputError(str(exc)), verbose, exc)
         return NoInputError.exit_code
     except PermissionError as exc:
-        _report_error(CantCreateError(str(exc)), verbose)
+        _report_error(CantCreateError(str(exc)), verbose, exc)
         return CantCreateError.exit_code
     except OSError as exc:
-        if exc.errno == 28:  # ENOSPC: the output or work dir ran out of space
-            _report_error(CantCreateError(f"no space left on device: {exc}"), verbose)
+        if exc.errno in (28, 122):  # ENOSPC, EDQUOT: the output or work dir ran out of space
+            where = exc.filename2 or exc.filename
+            message = f"{where}: no space left on device" if where else f"no space left ({exc})"
+            _report_error(CantCreateError(message), verbose, exc)
             return CantCreateError.exit_code
         _report_error(exc, verbose)
         return 1
     except (ValueError, TypeError) as exc:
         # Input data the core refused (maps, masks, images): bad input data.
-        _report_error(DataError(str(exc)), verbose)
+        _report_error(DataError(str(exc)), verbose, exc)
         return DataError.exit_code
+    except Exception as exc:  # a bug or an unforeseen failure: still one line without -v
+        _report_error(
+            RuntimeError(f"unexpected {type(exc).__name__}: {exc} (rerun with -v for details)"),
+            verbose,
+            exc,
+        )
+        return 1
 
 
 if __name__ == "__main__":

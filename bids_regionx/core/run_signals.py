@@ -107,6 +107,29 @@ def _fd_stats(confounds: pd.DataFrame) -> tuple[float | None, float | None]:
     return float(fd.mean()), float(fd.max())
 
 
+def _non_finite_message(bold_img: nib.Nifti1Image, plan) -> str:
+    """Say which volumes of a run hold NaN or infinite values inside the regions."""
+    from bids_regionx.core.bold import iter_blocks
+
+    bad: list[int] = []
+    for start, block in iter_blocks(bold_img):
+        data = block.reshape(-1, block.shape[3], order="F")[plan.rows]
+        bad += [start + int(v) for v in np.flatnonzero(~np.isfinite(data).all(axis=0))]
+    n_volumes = bold_info(bold_img).shape[3]
+    ranges: list[str] = []
+    for v in bad:
+        if ranges and int(ranges[-1].rsplit("-", 1)[-1]) == v - 1:
+            ranges[-1] = f"{ranges[-1].split('-')[0]}-{v}"
+        else:
+            ranges.append(str(v))
+    shown = ", ".join(ranges[:10]) + (", ..." if len(ranges) > 10 else "")
+    name = bold_img.get_filename() or "the BOLD image"
+    return (
+        f"{name}: NaN or infinite values inside the regions in {len(bad)} of {n_volumes} "
+        f"volumes (0-based: {shown}); fix the file or leave the run out (--bids-filter-file)"
+    )
+
+
 def region_signals_for_run(
     bold_img: nib.Nifti1Image,
     regions_img: nib.Nifti1Image,
@@ -202,7 +225,14 @@ def region_signals_for_run(
             smoothing_fwhm=options.smoothing_fwhm or None,
             rcond=float(np.finfo(fit_dtype).eps),
         )
-    raw = extract_signals(bold_img, plan)
+    with warnings.catch_warnings():
+        # nilearn sets non-finite BOLD values to 0, which turns a NaN volume into a spike in
+        # every region: a run with NaN/inf inside its regions is refused instead.
+        warnings.filterwarnings("error", message="Non-finite values detected")
+        try:
+            raw = extract_signals(bold_img, plan)
+        except UserWarning:
+            raise ValueError(_non_finite_message(bold_img, plan)) from None
     keep = np.flatnonzero(mask.keep)
     cleaned = clean(
         raw,

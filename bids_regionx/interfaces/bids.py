@@ -7,6 +7,8 @@ so a rerun reproduces the output dir byte for byte and a killed run never leaves
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import pandas as pd
@@ -40,7 +42,12 @@ class _AtlasInput(BaseInterfaceInputSpec):
     atlas = traits.Str(mandatory=True)
     space = traits.Str(mandatory=True)
     res = traits.Str("", usedefault=True)
-    source_file = traits.Str(mandatory=True, desc="the maps file given by the user")
+    source_file = traits.Str(
+        mandatory=True, desc="the maps file given by the user, as a BIDS URI (or a path)"
+    )
+    description_file = traits.Str(
+        "", usedefault=True, desc="the source atlas-<label>_description.json, if any"
+    )
     map_names = traits.List(traits.Str, mandatory=True)
     maps_used_file = File(exists=True, mandatory=True)
     regions_file = File(exists=True, mandatory=True)
@@ -61,6 +68,10 @@ class WriteAtlas(SimpleInterface):
     always_run = True
 
     def _run_interface(self, runtime):
+        with deriv.staged_writes():  # every file of the atlas, or none of them
+            return self._write(runtime)
+
+    def _write(self, runtime):
         out = self.inputs.output_dir
         ents = {"space": self.inputs.space, "atlas": self.inputs.atlas}
         if self.inputs.res:
@@ -70,15 +81,21 @@ class WriteAtlas(SimpleInterface):
                                       **ents)
         regions_path = deriv.output_path(out, "atlas_regions", seg="regions", suffix="probseg",
                                          extension=".nii.gz", **ents)
+        maps_img = nib.load(self.inputs.maps_used_file)
+        maps_meta = {
+            "Description": "The maps image as used by bids_regionx (non-finite values set "
+                           "to 0; zero outside the mask, if one was given).",
+            "LabelMap": list(self.inputs.map_names),
+            "Sources": [self.inputs.source_file],
+            "SpatialReference": self.inputs.space,
+        }
+        if self.inputs.res:
+            zooms = "x".join(f"{float(z):g}" for z in maps_img.header.get_zooms()[:3])
+            maps_meta["Resolution"] = f"res-{self.inputs.res}: voxels of {zooms} mm"
         files = [
-            deriv.write_nifti(maps_path, nib.load(self.inputs.maps_used_file)),
-            deriv.write_json(maps_path.with_name(maps_path.name.replace(".nii.gz", ".json")), {
-                "Description": "The maps image as used by bids_regionx (non-finite values set "
-                               "to 0; zero outside the mask, if one was given).",
-                "LabelMap": list(self.inputs.map_names),
-                "Sources": [self.inputs.source_file],
-                "SpatialReference": self.inputs.space,
-            }),
+            deriv.write_nifti(maps_path, maps_img),
+            deriv.write_json(maps_path.with_name(maps_path.name.replace(".nii.gz", ".json")),
+                             maps_meta),
             deriv.write_tsv(maps_path.with_name(maps_path.name.replace(".nii.gz", ".tsv")),
                             pd.DataFrame({"index": range(1, len(self.inputs.map_names) + 1),
                                           "name": list(self.inputs.map_names)})),
@@ -94,7 +111,11 @@ class WriteAtlas(SimpleInterface):
             deriv.write_tsv(regions_path.with_name(regions_path.name.replace(".nii.gz", ".tsv")),
                             table),
         ]
-        files.append(deriv.write_atlas_description(out, self.inputs.atlas, version=__version__))
+        # Name, License, Authors... of the source atlas are carried over when it has them.
+        source = (SimpleNamespace(description_file=Path(self.inputs.description_file))
+                  if self.inputs.description_file else None)
+        files.append(deriv.write_atlas_description(out, self.inputs.atlas, version=__version__,
+                                                   maps_spec=source))
         self._results["regions_file"] = str(regions_path)
         self._results["table_file"] = str(files[5])
         self._results["out_files"] = [str(f) for f in files]
@@ -109,6 +130,14 @@ class _RunOutputsInput(BaseInterfaceInputSpec):
     atlas_label = traits.Str(mandatory=True)
     t_r = traits.Float(mandatory=True)
     combined_from = traits.List(traits.Str, desc="BOLD runs concatenated into this output")
+    summary_files = traits.List(
+        traits.Any, desc="with combined_from: the summary of each run, in the same order"
+    )
+    regions_uri = traits.Str(
+        "", usedefault=True, desc="BIDS URI of the regions table (default: from the entities)"
+    )
+    dtype = traits.Enum("", "auto", "float32", "float64", usedefault=True,
+                        desc="dtype of the written time series ('': as computed, float64)")
     timeseries_file = traits.Any(desc="region time series (undefined for a dropped run)")
     design_file = File(exists=True)
     outliers_file = File(exists=True)
@@ -131,23 +160,33 @@ class WriteRunOutputs(SimpleInterface):
     always_run = True
 
     def _run_interface(self, runtime):
+        # Every file of the run, or none: never a time series without its sidecar.
+        with deriv.staged_writes():
+            return self._write(runtime)
+
+    def _write(self, runtime):
         out = self.inputs.output_dir
         ents = json.loads(self.inputs.entities)
         source_ents = {k: v for k, v in ents.items()
                        if k not in ("space", "atlas", "seg", "res", "den")}
-        summary = (json.loads(open(self.inputs.summary_file).read())
+        summary = (json.loads(Path(self.inputs.summary_file).read_text())
                    if isdefined(self.inputs.summary_file) else {})
-        sources = self._sources()
-        regions_uri = self._regions_uri(ents)
+        if self._combined() and isdefined(self.inputs.summary_files):
+            summary = _combined_summary([_read_summary(p) for p in self.inputs.summary_files])
+        sources = self._sources(summary)
+        regions_uri = self.inputs.regions_uri or self._regions_uri(ents)
         files = []
         design = None
         if isdefined(self.inputs.design_file):
             path = deriv.output_path(out, "design", suffix="design", extension=".tsv",
                                      **source_ents)
-            design = _read_tsv(self.inputs.design_file)
+            design = _read_design(self.inputs.design_file)
             summary["confound_regressors"] = list(design.columns)
-            files += [deriv.write_tsv(path, design),
-                      deriv.write_json(_sidecar(path), _design_meta(summary, design, sources))]
+            # A strategy without regressors (``none``) removes nothing: no design file.
+            if design.shape[1]:
+                files += [deriv.write_tsv(path, design),
+                          deriv.write_json(_sidecar(path),
+                                           _design_meta(summary, design, sources))]
         if isdefined(self.inputs.outliers_file):
             path = deriv.output_path(out, "outliers", suffix="outliers", extension=".tsv",
                                      **source_ents)
@@ -166,7 +205,7 @@ class WriteRunOutputs(SimpleInterface):
         if isdefined(ts) and ts:
             path = deriv.output_path(out, "region_timeseries", stat="mean",
                                      suffix="timeseries", extension=".tsv", **ents)
-            series = _read_tsv(ts)
+            series = self._as_dtype(_read_tsv(ts))
             files += [deriv.write_tsv(path, series),
                       deriv.write_json(_sidecar(path), self._timeseries_meta(
                           summary, sources, regions_uri, len(series)))]
@@ -183,10 +222,26 @@ class WriteRunOutputs(SimpleInterface):
         self._results["out_files"] = [str(f) for f in files]
         return runtime
 
-    def _sources(self) -> list[str]:
-        bolds = self.inputs.combined_from if isdefined(self.inputs.combined_from) and \
-            self.inputs.combined_from else [self.inputs.bold_file]
+    def _combined(self) -> bool:
+        return isdefined(self.inputs.combined_from) and bool(self.inputs.combined_from)
+
+    def _sources(self, summary) -> list[str]:
+        bolds = [self.inputs.bold_file]
+        if self._combined():
+            # Only the runs that went into the concatenation (dropped runs did not).
+            used = summary.get("used_runs")
+            bolds = [b for i, b in enumerate(self.inputs.combined_from)
+                     if used is None or i in used]
         return [deriv.source_uri(self.inputs.bids_dir, b) for b in bolds]
+
+    def _as_dtype(self, series: pd.DataFrame) -> pd.DataFrame:
+        """The time series in the ``--dtype`` asked for (``auto``: float32 for float32 BOLD)."""
+        dtype = self.inputs.dtype
+        if dtype == "auto":
+            bold_dtype = nib.load(self.inputs.bold_file).get_data_dtype()
+            dtype = "float32" if bold_dtype.kind != "f" or bold_dtype.itemsize <= 4 \
+                else "float64"
+        return series.astype(dtype) if dtype else series
 
     def _regions_uri(self, ents) -> str:
         atlas_ents = {"space": ents["space"], "atlas": ents["atlas"]}
@@ -223,11 +278,53 @@ class WriteRunOutputs(SimpleInterface):
             "HighPass": options.get("high_pass"),
             "CleanArguments": options.get("clean_args", {}),
         }
-        if self.inputs.combined_from:
-            meta["CombinedRuns"] = len(self.inputs.combined_from)
+        if self._combined():
+            meta["CombinedRuns"] = len(summary.get("used_runs", self.inputs.combined_from))
             meta["Description"] = ("Region time series of several runs, each z-scored over time "
                                    "and then concatenated.")
         return meta
+
+
+def _read_design(path: str) -> pd.DataFrame:
+    """A design matrix; a strategy without regressors gives a file without columns."""
+    try:
+        return _read_tsv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _read_summary(path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _combined_summary(summaries: list[dict]) -> dict:
+    """The summary of a concatenation: counts summed over the runs used, regions n/a in any.
+
+    ``used_runs`` lists the positions of the runs that were used (not dropped).
+    """
+    used = [i for i, s in enumerate(summaries) if not s.get("dropped")]
+    runs = [summaries[i] for i in used]
+    first = runs[0] if runs else (summaries[0] if summaries else {})
+    combined: dict = {"strategy": first.get("strategy", {}), "options": first.get("options", {}),
+                      "used_runs": used, "dropped": None if runs else "every run was dropped"}
+    for key in ("n_volumes", "n_kept", "n_dummy", "n_motion", "n_fd", "n_dvars",
+                "n_short_segment"):
+        values = [s.get(key) for s in runs]
+        combined[key] = sum(values) if values and None not in values else None
+    weights = [(s.get("mean_fd"), s.get("n_volumes")) for s in runs]
+    if weights and all(fd is not None and n for fd, n in weights):
+        total = sum(n for _, n in weights)
+        combined["mean_fd"] = sum(fd * n for fd, n in weights) / total
+    names: dict = {}
+    for s in runs:
+        names.update(dict.fromkeys(s.get("confound_regressors", [])))
+    combined["confound_regressors"] = list(names)
+    missing: dict = {}
+    for s in runs:
+        missing.update(dict.fromkeys(s.get("regions_na", [])))
+    combined["regions_na"] = list(missing)
+    return combined
 
 
 def _as_list(value) -> list:

@@ -17,7 +17,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bids_regionx.core.images import get_data, new_img_like
+from bids_regionx.core.images import get_data, new_img_like, same_fov
 from bids_regionx.core.masks import binarize_mask, mask_on_grid
 from bids_regionx.core.region_extraction import load_maps
 from bids_regionx.core.region_table import region_table
@@ -45,7 +45,20 @@ class PrepareMaps(SimpleInterface):
     output_spec = _PrepareMapsOutput
 
     def _run_interface(self, runtime):
-        img, data = load_maps(_as_4d(self.inputs.maps_file))
+        import logging
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            img, data = load_maps(_as_4d(self.inputs.maps_file), name=self.inputs.maps_file)
+        for warning in caught:
+            if issubclass(warning.category, UserWarning):  # e.g. non-finite values set to 0:
+                # shown to the user (nipype would leave it in the node's log)
+                logging.getLogger("bids_regionx").warning("%s: %s", self.inputs.maps_file,
+                                                          warning.message)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
         self._results["maps_file"] = save_nifti(new_img_like(img, data), node_path(runtime, "maps.nii"))
         masked = data
         if isdefined(self.inputs.mask_file):
@@ -98,8 +111,15 @@ class ThresholdMaps(SimpleInterface):
             two_sided=self.inputs.two_sided,
             mask=mask,
         )
+        thresholded = threshold.apply(data)
+        if not np.any(thresholded):
+            raise ValueError(
+                f"no map value survived thresholding (--thresholding-strategy "
+                f"{self.inputs.strategy}, --threshold {self.inputs.threshold:g}): lower "
+                "--threshold"
+            )
         self._results["thresholded_file"] = save_nifti(
-            new_img_like(img, threshold.apply(data)), node_path(runtime, "thresholded.nii")
+            new_img_like(img, thresholded), node_path(runtime, "thresholded.nii")
         )
         return runtime
 
@@ -163,6 +183,11 @@ class SplitRegions(SimpleInterface):
 class _ResampleInput(BaseInterfaceInputSpec):
     regions_file = File(exists=True, mandatory=True)
     reference_file = File(exists=True, mandatory=True, desc="an image on the target grid")
+    resampling_target = traits.Enum(
+        "data", "none", usedefault=True,
+        desc="data: resample to the reference grid; none: the grids must already be equal",
+    )
+    allow_overlap = traits.Bool(True, usedefault=True, desc="False: overlapping regions fail")
 
 
 class _ResampleOutput(TraitedSpec):
@@ -180,9 +205,25 @@ class ResampleRegions(SimpleInterface):
 
         regions = nib.load(self.inputs.regions_file)
         ref = nib.load(self.inputs.reference_file)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Resampling binary images")
-            out = resample_img(regions, ref.affine, ref.shape[:3], interpolation="linear")
+        if self.inputs.resampling_target == "none":
+            if not same_fov(regions.affine, regions.shape[:3], ref.affine, ref.shape[:3]):
+                raise ValueError(
+                    f"{self.inputs.reference_file}: its grid differs from the maps' grid, and "
+                    "--resampling-target none does not resample (use data)"
+                )
+            out = regions
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Resampling binary images")
+                out = resample_img(regions, ref.affine, ref.shape[:3], interpolation="linear")
+        if not self.inputs.allow_overlap:
+            values = get_data(out)
+            eps = np.finfo(values.dtype).eps if values.dtype.kind == "f" else 0
+            if np.any((values > eps).sum(axis=3) > 1):
+                raise ValueError(
+                    f"{self.inputs.reference_file}: regions overlap on this run's grid, and "
+                    "--no-allow-overlap forbids it (allow it, or raise --threshold)"
+                )
         if not np.any(get_data(out)):
             raise ValueError(
                 f"{self.inputs.reference_file}: no region left after resampling the regions to "

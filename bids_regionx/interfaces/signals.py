@@ -109,6 +109,7 @@ class ExtractRunSignals(SimpleInterface):
         )
         summary = {
             **result.summary,
+            "confound_regressors": [str(c) for c in result.design.columns],
             "dropped": result.dropped,
             "strategy": strategy.to_dict(),
             "options": json.loads(self.inputs.options),

@@ -13,6 +13,11 @@ Atomic, idempotent writers
     content: JSON with a fixed layout, TSV floats in their shortest round-trip form and ``n/a``
     for missing values, gzip streams with ``mtime=0`` and no file name.
 
+    Inside :func:`staged_writes` the renames wait for the end of the block, so a set of files
+    (one run's outputs and their sidecars) appears together or not at all. The writer holds an
+    ``flock`` on its temporary file; :func:`remove_stale_temporary_files` removes those left by
+    a killed process (nobody holds their lock) and never a live writer's.
+
 Shared files
     Several participant processes may write into one output dir at once. Files that belong to
     no participant -- ``dataset_description.json``, ``.bidsignore``, ``atlases/``, ``logs/`` --
@@ -42,6 +47,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -64,7 +70,9 @@ __all__ = [
     "path_patterns",
     "prepare_output_dir",
     "read_recorded_options",
+    "remove_stale_temporary_files",
     "source_uri",
+    "staged_writes",
     "tsv_bytes",
     "write_atlas_description",
     "write_bidsignore",
@@ -328,24 +336,85 @@ def _umask() -> int:
     return mask
 
 
-def _commit(path: str | os.PathLike, fill: Callable[[IO[bytes]], None], *, shared) -> Path:
-    """Write through ``fill`` into a temporary file beside ``path``, then move it into place."""
-    path = Path(path).absolute()
+def _lock_temporary(handle: int) -> bool:
+    """Hold an exclusive ``flock`` on a temporary file while it is being written.
+
+    The kernel drops the lock when the writer dies (even on ``kill -9``), which is how
+    :func:`remove_stale_temporary_files` tells a live writer's file from a dead one's.
+
+    Returns
+    -------
+    bool
+        False when the file has been removed by such a cleaner between its creation and the
+        lock (the caller starts again with a new file).
+    """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    except (ImportError, OSError):  # no flock on this filesystem: nothing is ever cleaned up
+        return True
+    return os.fstat(handle).st_nlink > 0
+
+
+def _new_temporary(path: Path) -> tuple[int, Path]:
+    """A locked, hidden temporary file beside ``path`` (``.<name>.<random>.tmp``)."""
+    for _ in range(5):
         handle, tmp_name = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
         )
-    except OSError as exc:
-        raise CantCreateError(f"{path}: cannot write it ({_reason(exc)})") from None
-    tmp = Path(tmp_name)
+        if _lock_temporary(handle):
+            return handle, Path(tmp_name)
+        os.close(handle)
+    raise OSError(f"{path.parent}: temporary files keep disappearing")
+
+
+#: Per-thread list of writes waiting for the end of a :func:`staged_writes` block.
+_STAGED = threading.local()
+
+
+@contextlib.contextmanager
+def staged_writes() -> Iterator[None]:
+    """Put a set of files in place together, or none of them.
+
+    Inside the block every writer fills its temporary file but leaves it aside; when the block
+    ends without an error they are all renamed into place, in the order written. An error (or an
+    interrupt) inside the block removes every temporary file and leaves the files already in
+    place untouched, so the outputs of a run never appear without their sidecars. Nested blocks
+    join the outermost one.
+    """
+    if getattr(_STAGED, "pending", None) is not None:
+        yield
+        return
+    pending: list[tuple[int, Path, Path, Any]] = []
+    _STAGED.pending = pending
     try:
-        with os.fdopen(handle, "wb") as stream:
-            fill(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        context = _shared_relpath(path, shared)
+        yield
+    except BaseException:
+        _STAGED.pending = None
+        for handle, tmp, _, _ in pending:
+            _discard(handle, tmp)
+        raise
+    _STAGED.pending = None
+    try:
+        while pending:
+            _place(*pending.pop(0))
+    finally:
+        for handle, tmp, _, _ in pending:
+            _discard(handle, tmp)
+
+
+def _discard(handle: int, tmp: Path) -> None:
+    # Unlink first, then close: the lock is held until the name is gone.
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    with contextlib.suppress(OSError):
+        os.close(handle)
+
+
+def _place(handle: int, tmp: Path, path: Path, context) -> None:
+    """Move a filled temporary file to ``path`` (under the shared-file lock if needed)."""
+    try:
         if context is None:
             _replace_if_changed(tmp, path)
         else:
@@ -355,9 +424,83 @@ def _commit(path: str | os.PathLike, fill: Callable[[IO[bytes]], None], *, share
     except OSError as exc:
         raise CantCreateError(f"{path}: cannot write it ({_reason(exc)})") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        _discard(handle, tmp)
+
+
+def _commit(path: str | os.PathLike, fill: Callable[[IO[bytes]], None], *, shared) -> Path:
+    """Write through ``fill`` into a temporary file beside ``path``, then move it into place."""
+    path = Path(path).absolute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = _new_temporary(path)
+    except OSError as exc:
+        raise CantCreateError(f"{path}: cannot write it ({_reason(exc)})") from None
+    try:
+        with open(handle, "wb", closefd=False) as stream:
+            fill(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        context = _shared_relpath(path, shared)
+    except BaseException as exc:
+        _discard(handle, tmp)
+        if isinstance(exc, OSError):
+            raise CantCreateError(f"{path}: cannot write it ({_reason(exc)})") from None
+        raise
+    pending = getattr(_STAGED, "pending", None)
+    if pending is not None:
+        pending.append((handle, tmp, path, context))
+    else:
+        _place(handle, tmp, path, context)
     return path
+
+
+def remove_stale_temporary_files(
+    output_dir: str | os.PathLike, *, subjects: Sequence[str] = ()
+) -> list[Path]:
+    """Remove the temporary files of writers that died (``kill -9``, node crash, power cut).
+
+    Only files nobody holds the lock of are removed (see :func:`_lock_temporary`), so this is
+    safe while other participants write into the same output dir. Only the shared folders, the
+    top level and the folders of ``subjects`` are searched: never every participant's tree.
+
+    Parameters
+    ----------
+    output_dir : path
+    subjects : sequence of str
+        Participant labels (without ``sub-``) whose folders to search.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return []
+    root = Path(output_dir)
+    candidates = list(root.glob(".*.tmp"))
+    for folder in (STATE_DIR, *_SHARED_FOLDERS, "group", *(f"sub-{s}" for s in subjects)):
+        if (root / folder).is_dir():
+            candidates += (root / folder).rglob(".*.tmp")
+    removed = []
+    for tmp in sorted(set(candidates)):
+        try:
+            handle = os.open(tmp, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:  # a live writer holds it (or the filesystem has no flock)
+            pass
+        finally:
+            os.close(handle)
+    if removed:
+        logger.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+    return removed
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -310,10 +310,12 @@ def _index(root: Path, ignore: list[re.Pattern]):
 def _save_index(layout, db_dir: Path) -> None:
     """Save the index into ``db_dir``: written aside, then renamed over any previous one."""
     tmp = db_dir / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    import sqlite3
+
     try:
         layout.save(str(tmp), replace_connection=False)
         os.replace(tmp / _INDEX_FILE, db_dir / _INDEX_FILE)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:  # sqlite: "database or disk is full"
         raise CantCreateError(f"pybids index {db_dir}: cannot write it ({exc})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -527,8 +529,38 @@ def _header(bold: Path) -> tuple[tuple[int, ...], tuple[tuple[float, ...], ...]]
     shape = tuple(int(n) for n in img.shape)
     if len(shape) != 4:
         raise DataError(f"{bold}: a {len(shape)}D image, expected a 4D BOLD series")
+    if shape[3] < 2:
+        raise DataError(
+            f"{bold}: {shape[3]} volume(s), expected a BOLD series of several volumes"
+        )
     affine = tuple(tuple(float(v) for v in row) for row in img.affine)
     return shape, affine
+
+
+def _check_mask_grid(mask: Path, bold: Path, shape, affine) -> None:
+    """Warn when a brain mask is not on its BOLD run's grid (it is then resampled to it)."""
+    import nibabel as nib
+    import numpy as np
+
+    try:
+        img = nib.load(mask)
+        mask_shape, mask_affine = tuple(int(n) for n in img.shape[:3]), img.affine
+    except FileNotFoundError:
+        raise NoInputError(f"{mask}: no such file") from None
+    except Exception as exc:  # nibabel raises many types for a corrupt header
+        raise DataError(f"{mask}: cannot read the NIfTI header ({exc})") from None
+    if mask_shape != tuple(shape[:3]):
+        how = f"shape {'x'.join(map(str, mask_shape))} vs {'x'.join(map(str, shape[:3]))}"
+    elif not np.allclose(mask_affine, affine, atol=1e-4):
+        how = "same shape, another affine"
+    else:
+        return
+    logger.warning(
+        "%s: not on the grid of %s (%s); it is resampled to the BOLD grid (nearest neighbour)",
+        mask.name,
+        bold.name,
+        how,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -715,6 +747,11 @@ def _make_run(
             shape, affine = _header(bold)
         except (DataError, NoInputError) as exc:
             problems.append((_kind(exc), str(exc)))
+    if mask is not None and shape is not None:
+        try:
+            _check_mask_grid(mask, bold, shape, affine)
+        except (DataError, NoInputError) as exc:
+            problems.append((_kind(exc), str(exc)))
     if mask is None and not problems:
         logger.warning("%s: no brain mask found; the run is processed without one", bold.name)
     kind, problem = problems[0] if problems else (None, None)
@@ -760,9 +797,17 @@ def _no_match_message(layout, settings: Settings, query: Mapping[str, Any]) -> s
             found.append(f"{entity} {', '.join(values)}")
     where = settings.fmriprep_dir
     summary = "; ".join(found) if found else "no desc-preproc BOLD series at all"
+    hint = ""
+    spaces = {str(f.get_entities().get("space")) for f in available}
+    if settings.selection.space is None and "space" in query and query["space"] not in spaces:
+        # The space came from the maps and no run has it: say how to use the others.
+        hint = (
+            f" (space {query['space']} is the maps' space; give --space with one of the "
+            "dataset's spaces to resample the maps onto those runs)"
+        )
     return (
         f"no preprocessed BOLD run in {where} matched ({'; '.join(used) or 'no filters'}); "
-        f"the dataset has: {summary}"
+        f"the dataset has: {summary}{hint}"
     )
 
 

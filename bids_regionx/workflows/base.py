@@ -13,7 +13,7 @@ from bids_regionx.interfaces.bids import WriteRunOutputs
 from bids_regionx.interfaces.regions import ResampleRegions
 from bids_regionx.interfaces.signals import CombineRuns, Connectivity
 from bids_regionx.workflows.regions import init_regions_wf
-from bids_regionx.workflows.run import init_run_wf, output_entities
+from bids_regionx.workflows.run import init_run_wf, output_entities, writer_options
 
 
 def node_name(text: str) -> str:
@@ -68,7 +68,11 @@ def init_bids_regionx_wf(settings, runs, maps_specs, *, name: str = "bids_region
             key = grid_key(run)
             if key not in grids:
                 grids[key] = pe.Node(
-                    ResampleRegions(reference_file=str(run.bold)),
+                    ResampleRegions(
+                        reference_file=str(run.bold),
+                        resampling_target=settings.regions.resampling_target,
+                        allow_overlap=settings.regions.allow_overlap,
+                    ),
                     name=f"resample_{node_name(spec.label)}_grid{len(grids)}",
                 )
                 workflow.connect(regions_wf, "outputnode.regions_file", grids[key],
@@ -92,9 +96,15 @@ def _add_combined(workflow, members, timeseries, spec, settings) -> None:
     label = node_name("_".join(f"{k}-{v}" for k, v in sorted(first.entities.items())
                                if k != "run" and v is not None))
     merge = pe.Node(niu.Merge(len(members)), name=f"merge_{label}_{node_name(spec.label)}")
+    # Summaries are defined for every run (dropped or not), so they stay aligned with members.
+    summaries = pe.Node(niu.Merge(len(members)),
+                        name=f"summaries_{label}_{node_name(spec.label)}")
     for i, run in enumerate(members, start=1):
         run_wf, _ = timeseries[run.key]
-        workflow.connect(run_wf, "outputnode.timeseries_file", merge, f"in{i}")
+        workflow.connect([
+            (run_wf, merge, [("outputnode.timeseries_file", f"in{i}")]),
+            (run_wf, summaries, [("outputnode.summary_file", f"in{i}")]),
+        ])  # fmt: skip
     combine = pe.Node(CombineRuns(), name=f"combine_{label}_{node_name(spec.label)}")
     conn = pe.Node(
         Connectivity(
@@ -115,12 +125,14 @@ def _add_combined(workflow, members, timeseries, spec, settings) -> None:
             atlas_label=spec.label,
             t_r=float(first.t_r),
             combined_from=[str(r.bold) for r in members],
+            **writer_options(spec, settings),
         ),
         name=f"write_{label}_{node_name(spec.label)}",
         run_without_submitting=True,
     )
     workflow.connect([
         (merge, combine, [("out", "timeseries_files")]),
+        (summaries, write, [("out", "summary_files")]),
         (combine, conn, [("timeseries_file", "timeseries_file")]),
         (combine, write, [("timeseries_file", "timeseries_file")]),
         (conn, write, [("relmat_files", "relmat_files"), ("stats", "stats"),

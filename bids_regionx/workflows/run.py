@@ -53,6 +53,23 @@ def output_entities(run, maps_spec) -> dict:
     return entities
 
 
+def regions_uri(maps_spec, output_dir) -> str:
+    """BIDS URI of the regions table in the output dataset (on the maps' space and ``res``)."""
+    from bids_regionx.io.derivatives import bids_uri, output_path
+
+    path = output_path(output_dir, "atlas_regions", space=maps_spec.space, atlas=maps_spec.label,
+                       seg="regions", res=maps_spec.res, suffix="probseg", extension=".tsv")
+    return bids_uri("", path.relative_to(output_dir))
+
+
+def writer_options(maps_spec, settings) -> dict:
+    """Inputs of every ``WriteRunOutputs`` node that come from the maps and the settings."""
+    return {
+        "regions_uri": regions_uri(maps_spec, settings.output_dir),
+        "dtype": settings.denoise.dtype or "",
+    }
+
+
 def init_run_wf(run, maps_spec, settings, *, name: str = "run_wf") -> pe.Workflow:
     """Region time series, connectomes and their derivatives for one BOLD run.
 
@@ -114,6 +131,7 @@ def init_run_wf(run, maps_spec, settings, *, name: str = "run_wf") -> pe.Workflo
             bids_dir=str(settings.fmriprep_dir),
             atlas_label=maps_spec.label,
             t_r=float(run.t_r),
+            **writer_options(maps_spec, settings),
         ),
         name="write_outputs",
         run_without_submitting=True,

@@ -136,6 +136,7 @@ OPTION_CASES = [
     (("--no-fisher-z",), "connectivity.fisher_z", False),
     (("--combine-runs",), "connectivity.combine_runs", True),
     (("--no-combine-runs",), "connectivity.combine_runs", False),
+    (("--group-unit", "subject"), "connectivity.group_unit", "subject"),
     (("-w", "scratch"), "execution.work_dir", P("scratch")),
     (("--work-dir", "/abs/scratch"), "execution.work_dir", Path("/abs/scratch")),
     (("--nprocs", "4"), "execution.nprocs", 4),

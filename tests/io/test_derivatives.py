@@ -450,7 +450,8 @@ def test_bidsignore_covers_every_output_bids_lacks(tmp_path):
         ("design", {**RUN, "suffix": "design"}),
         ("outliers", {**RUN, "suffix": "outliers"}),
         ("atlas_regions", {**REGIONS, "suffix": "probseg"}),
-        ("group_qc", {"suffix": "qc"}),
+        ("group_qc", {"atlas": "Smith", "suffix": "qc"}),
+        ("group_unit_relmat", {**RUN, **REGIONS, "stat": "tangent", "suffix": "relmat"}),
     ]
     examples = [
         deriv.output_path(tmp_path, kind, **entities, extension=extension)
