@@ -44,6 +44,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Real data, the container image (podman) and a real single-node SLURM; see scripts/integration.sh.
+integration: $(STAMP) browser
+	PYTHON=$(BIN)/python scripts/integration.sh
+
 lint: $(STAMP)
 	$(BIN)/python -m ruff check bids_regionx tests benchmarks
 

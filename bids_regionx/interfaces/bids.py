@@ -146,6 +146,7 @@ class _RunOutputsInput(BaseInterfaceInputSpec):
     relmat_files = traits.Any(desc="relationship matrices (a list, or one path)")
     stats = traits.Any(desc="stat- label of each matrix")
     fisherz = traits.Any(desc="whether each matrix holds Fisher z values")
+    skipped_measures = traits.Any(desc="connectivity measures not computed, with the reason")
 
 
 class _RunOutputsOutput(TraitedSpec):
@@ -254,7 +255,9 @@ class WriteRunOutputs(SimpleInterface):
     def _timeseries_meta(self, summary, sources, regions_uri, n_rows) -> dict:
         options = summary.get("options", {})
         strategy = summary.get("strategy", {})
+        skipped = _as_list(self.inputs.skipped_measures)
         meta = {
+            **({"ConnectivityNotComputed": skipped} if skipped else {}),
             "Description": "Denoised region time series: least squares of the BOLD data on the "
                            "region maps, then confound regression and cleaning.",
             "SamplingFrequency": 1.0 / self.inputs.t_r,

@@ -130,6 +130,7 @@ class _ConnectivityOutput(TraitedSpec):
     relmat_files = OutputMultiObject(File(exists=True))
     stats = OutputMultiObject(traits.Str, desc="stat- label of each file")
     fisherz = OutputMultiObject(traits.Bool, desc="whether each file holds Fisher z values")
+    skipped = traits.List(traits.Str, desc="measures not computed, with the reason")
 
 
 class Connectivity(SimpleInterface):
@@ -139,15 +140,21 @@ class Connectivity(SimpleInterface):
     output_spec = _ConnectivityOutput
 
     def _run_interface(self, runtime):
-        files, stats, zs = [], [], []
+        files, stats, zs, skipped = [], [], [], []
         if isdefined(self.inputs.timeseries_file):
             ts = read_timeseries(self.inputs.timeseries_file)
             names = list(ts.columns)
             with blas_single_thread():
                 for measure in self.inputs.measures:
-                    matrix = connectivity(
-                        ts.to_numpy(), kind=measure, estimator=self.inputs.estimator
-                    )
+                    try:
+                        matrix = connectivity(
+                            ts.to_numpy(), kind=measure, estimator=self.inputs.estimator
+                        )
+                    except ValueError as exc:
+                        # One measure that cannot be computed (e.g. a singular covariance for
+                        # precision) must not cost the run its time series and other measures.
+                        skipped.append(f"{measure}: {exc}")
+                        continue
                     stat = STAT_LABELS[measure]
                     files.append(_write_relmat(matrix, names, node_path(runtime, f"{stat}.tsv")))
                     stats.append(stat)
@@ -162,6 +169,7 @@ class Connectivity(SimpleInterface):
         self._results["relmat_files"] = files
         self._results["stats"] = stats
         self._results["fisherz"] = zs
+        self._results["skipped"] = skipped
         return runtime
 
 

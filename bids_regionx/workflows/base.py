@@ -136,5 +136,5 @@ def _add_combined(workflow, members, timeseries, spec, settings) -> None:
         (combine, conn, [("timeseries_file", "timeseries_file")]),
         (combine, write, [("timeseries_file", "timeseries_file")]),
         (conn, write, [("relmat_files", "relmat_files"), ("stats", "stats"),
-                       ("fisherz", "fisherz")]),
+                       ("fisherz", "fisherz"), ("skipped", "skipped_measures")]),
     ])  # fmt: skip

@@ -145,7 +145,7 @@ def init_run_wf(run, maps_spec, settings, *, name: str = "run_wf") -> pe.Workflo
                           ("coverage_file", "coverage_file"),
                           ("summary_file", "summary_file")]),
         (conn, write, [("relmat_files", "relmat_files"), ("stats", "stats"),
-                       ("fisherz", "fisherz")]),
+                       ("fisherz", "fisherz"), ("skipped", "skipped_measures")]),
         (extract, outputnode, [("timeseries_file", "timeseries_file"),
                                ("summary_file", "summary_file")]),
     ])  # fmt: skip
