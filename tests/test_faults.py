@@ -44,7 +44,6 @@ from bids_regionx.synthetic.dataset import inject_fault, make_preset, make_varia
 #: its own tests; a fault here must show in the exit code and stderr).
 TINY = ("--extractor", "connected_components", "--min-region-size", "500", "--plugin",
         "Linear", "--no-reports")
-THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SCRIPT = Path(sys.executable).with_name("bids_regionx")
 #: Lines allowed on stderr besides ``bids_regionx: ...``: the logging format of ``main``.
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [\w.]+ (WARNING|INFO): ")
@@ -58,16 +57,9 @@ RUN_OUTPUTS = ("design.tsv", "design.json", "outliers.tsv", "outliers.json")
 # Environment
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module", autouse=True)
-def _isolated_env(tmp_path_factory):
-    """Library caches in a temporary folder, one BLAS thread (as the Makefile sets)."""
-    cache = tmp_path_factory.mktemp("caches")
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("MPLCONFIGDIR", "NIPYPE_CONFIG_DIR", "XDG_CACHE_HOME", "JOBLIB_TEMP_FOLDER"):
-            (cache / var.lower()).mkdir()
-            mp.setenv(var, str(cache / var.lower()))
-        for var, value in {**THREADS, "NIPYPE_NO_ET": "1", "NO_ET": "1"}.items():
-            mp.setenv(var, value)
-        yield
+def _isolated_env(app_env):
+    """Caches in a temporary folder and one BLAS thread (``app_env`` in conftest)."""
+    yield
 
 
 def _can_mount() -> str | None:
@@ -513,7 +505,7 @@ def run_case(case: Case, ctx: Ctx, capfd, caplog) -> tuple[int, str, str]:
             if prefix is None:
                 pytest.skip("no setpriv to drop root's permission override")
         proc = subprocess.run([*prefix, str(SCRIPT), *ctx.argv()], capture_output=True,
-                              text=True, timeout=300, env={**os.environ, **THREADS})
+                              text=True, timeout=300, env=dict(os.environ))
         assert "Traceback" not in proc.stdout, proc.stdout
         return proc.returncode, proc.stderr, proc.stderr
     capfd.readouterr()

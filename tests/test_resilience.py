@@ -38,23 +38,15 @@ from bids_regionx.io import derivatives as deriv
 from bids_regionx.synthetic.dataset import make_preset
 
 TINY = ("--extractor", "connected_components", "--min-region-size", "500", "--plugin", "Linear")
-THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SCRIPT = Path(sys.executable).with_name("bids_regionx")
 #: Per-invocation folders (named by date and a random id) and lock files: never compared.
 _NOT_COMPARED = re.compile(r"(^|/)(sub-[^/]+/log/|\.bids_regionx/locks/)")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _isolated_env(tmp_path_factory):
-    """Library caches in a temporary folder, one BLAS thread (as the Makefile sets)."""
-    cache = tmp_path_factory.mktemp("caches")
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("MPLCONFIGDIR", "NIPYPE_CONFIG_DIR", "XDG_CACHE_HOME", "JOBLIB_TEMP_FOLDER"):
-            (cache / var.lower()).mkdir()
-            mp.setenv(var, str(cache / var.lower()))
-        for var, value in {**THREADS, "NIPYPE_NO_ET": "1", "NO_ET": "1"}.items():
-            mp.setenv(var, value)
-        yield
+def _isolated_env(app_env):
+    """Caches in a temporary folder and one BLAS thread (``app_env`` in conftest)."""
+    yield
 
 
 def argv(info, out: Path, work: Path, *extra) -> list[str]:
@@ -73,7 +65,7 @@ def script(*args, **kwargs) -> subprocess.Popen:
     """The console script in its own process group (so that the whole group can be killed)."""
     return subprocess.Popen([str(SCRIPT), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, **THREADS}, **kwargs)
+                            env=dict(os.environ), **kwargs)
 
 
 def outputs(root: Path) -> dict[str, bytes]:

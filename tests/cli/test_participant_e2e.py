@@ -36,7 +36,6 @@ SPACE = "MNI152NLin2009cAsym"
 TINY = ("--extractor", "connected_components", "--min-region-size", "500", "--plugin", "Linear")
 MEASURES = ("correlation", "partial correlation", "covariance", "precision")
 STATS = ("pearsoncorrelation", "partialcorrelation", "covariance", "precision")
-THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 #: Outputs left out of the file-list comparison: hidden state and locks, per-invocation logs
 #: (their folder is named by date and a random id), and the report and boilerplate files,
@@ -83,21 +82,9 @@ REGION_COLUMNS = [
 # Helpers
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module", autouse=True)
-def _isolated_env(tmp_path_factory):
-    """Caches of matplotlib/nipype/joblib in a temporary folder, one BLAS thread.
-
-    ``main`` only sets these when they are unset, so the module's values win and are undone
-    at the end of the module.
-    """
-    cache = tmp_path_factory.mktemp("caches")
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("MPLCONFIGDIR", "NIPYPE_CONFIG_DIR", "XDG_CACHE_HOME", "JOBLIB_TEMP_FOLDER"):
-            path = cache / var.lower()
-            path.mkdir()
-            mp.setenv(var, str(path))
-        for var, value in {**THREADS, "NIPYPE_NO_ET": "1", "NO_ET": "1"}.items():
-            mp.setenv(var, value)
-        yield
+def _isolated_env(app_env):
+    """Caches in a temporary folder and one BLAS thread (``app_env`` in conftest)."""
+    yield
 
 
 def run_app(*args) -> tuple[int, str]:
@@ -381,7 +368,7 @@ def test_read_only_bids_dir(base, tiny, tmp_path):
         cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(bids), *cmd]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, **THREADS})
+                              env=dict(os.environ))
         assert proc.returncode == 0, proc.stderr[-4000:]
         assert _tree_state(bids) == state, "bids_dir was modified"
     finally:
