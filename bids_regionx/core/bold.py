@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 
 #: Default bytes of (unscaled) BOLD data per block.
-BLOCK_BYTES = 64 * 1024**2
+BLOCK_BYTES = 32 * 1024**2
 
 
 @dataclass(frozen=True)

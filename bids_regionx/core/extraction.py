@@ -162,16 +162,48 @@ def _gram_inverse(gram: np.ndarray, design, idx, rcond: float, top: float) -> np
     values and right vectors come from the triangular factor of a QR of the group's voxels,
     which keeps the solution's error at cond(M) * eps instead of cond(M)^2 * eps.
     """
+    if not np.any(gram):  # maps emptied by the mask but kept: their signals are 0
+        return np.zeros_like(gram)
     w, v = np.linalg.eigh(gram)
     w_max = float(w.max()) if w.size else 0.0
     if w.size and (w.min() <= 0 or w_max / w.min() > _GRAM_CONDITION_LIMIT):
         sub = design[:, idx]
-        support = _unique_rows(sub.indices, sub.shape[0])
-        r = np.linalg.qr(sub[support].toarray(), mode="r")
-        _, sv, vt = np.linalg.svd(r, full_matrices=False)
+        _, sv, vt = np.linalg.svd(_r_factor(sub[_unique_rows(sub.indices, sub.shape[0])]),
+                                  full_matrices=False)
         w, v = sv**2, vt.T
     keep = np.sqrt(np.maximum(w, 0)) > rcond * top
     return (v[:, keep] / w[keep]) @ v[:, keep].T
+
+
+def _box_entries(values: np.ndarray, box, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (Fortran-order) voxel indices and values of the non-zeros of a box."""
+    local = np.nonzero(values)
+    grid = tuple(loc + b.start for loc, b in zip(local, box, strict=True))
+    return np.ravel_multi_index(grid, shape, order="F"), values[local]
+
+
+def _column_matrix(parts, n_rows: int) -> sparse.csc_matrix:
+    """Sparse ``(n_rows, len(parts))`` matrix whose column j holds ``parts[j]``'s entries."""
+    indptr = np.concatenate([[0], np.cumsum([rows.size for rows, _ in parts])])
+    rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
+    data = np.concatenate([v for _, v in parts]) if parts else np.zeros(0)
+    matrix = sparse.csc_matrix((data, rows, indptr), shape=(n_rows, len(parts)))
+    matrix.sort_indices()
+    return matrix
+
+
+def _r_factor(rows: sparse.spmatrix, chunk: int = 8192) -> np.ndarray:
+    """Triangular factor ``R`` of ``rows = Q R`` (n x k), reading ``chunk`` rows at a time.
+
+    A tall-skinny QR: each chunk is factored densely and the stacked factors once more, so
+    memory stays at a chunk rather than the whole dense ``n x k`` matrix.
+    """
+    rows = rows.tocsr()
+    factors = [
+        np.linalg.qr(rows[start : start + chunk].toarray(), mode="r")
+        for start in range(0, rows.shape[0], chunk)
+    ]
+    return np.linalg.qr(np.vstack(factors), mode="r")
 
 
 def _unique_rows(indices: np.ndarray, n: int) -> np.ndarray:
@@ -256,46 +288,33 @@ def plan_extraction(
                 stacklevel=2,
             )
 
-    # Each kept map on its bounding box (trimmed to the mask), and sparse M over all voxels,
-    # voxels numbered in Fortran order like the files.
-    boxes, box_values, cols, flat_rows, values = [], [], [], [], []
-    for j, k in enumerate(kept):
+    # One map at a time (so only one box is ever held densely): its voxels for the sparse M,
+    # and W = G^T M, the map smoothed adjointly once on its grown box. Voxels are numbered in
+    # Fortran order, like the files.
+    smoother = _AdjointSmoother(shape, affine, smoothing_fwhm)
+    m_parts: list[tuple[np.ndarray, np.ndarray]] = []
+    w_parts: list[tuple[np.ndarray, np.ndarray]] = []
+    for k in kept:
         box = _bounding_box(maps[..., k] != 0) or (slice(0, 1),) * 3
         vals = np.asarray(maps[(*box, k)], dtype=np.float64)
         if mask is not None:
             vals = np.where(mask[box], vals, 0.0)
-        local = np.nonzero(vals)
-        grid = tuple(loc + b.start for loc, b in zip(local, box, strict=True))
-        boxes.append(box)
-        box_values.append(vals)
-        flat_rows.append(np.ravel_multi_index(grid, shape, order="F"))
-        cols.append(np.full(local[0].size, j))
-        values.append(vals[local])
-    n_vox = int(np.prod(shape))
-    design = sparse.csc_matrix(
-        (np.concatenate(values), (np.concatenate(flat_rows), np.concatenate(cols))),
-        shape=(n_vox, kept.size),
-    )
-    gram = (design.T @ design).toarray()
-
-    # W = G^T M: each map smoothed (adjointly) once, on its grown box.
-    smoother = _AdjointSmoother(shape, affine, smoothing_fwhm)
-    w_rows, w_cols, w_vals = [], [], []
-    for j, (box, vals) in enumerate(zip(boxes, box_values, strict=True)):
+        m_parts.append(_box_entries(vals, box, shape))
         if smoother.active:
             vals, box = smoother(vals[..., np.newaxis], box)
             vals = vals[..., 0]
-        local = np.nonzero(vals)
-        grid = tuple(loc + b.start for loc, b in zip(local, box, strict=True))
-        w_rows.append(np.ravel_multi_index(grid, shape, order="F"))
-        w_cols.append(np.full(local[0].size, j))
-        w_vals.append(vals[local])
-    w_rows_all = np.concatenate(w_rows)
-    all_rows = _unique_rows(w_rows_all, n_vox)
+        w_parts.append(_box_entries(vals, box, shape))
+    n_vox = int(np.prod(shape))
+    design = _column_matrix(m_parts, n_vox)
+    gram = (design.T @ design).toarray()
+    w_all = _column_matrix(w_parts, n_vox).T.tocsr()  # (n_signals, n_vox), sorted columns
+    del w_parts
+    all_rows = _unique_rows(w_all.indices, n_vox)
     smoothed = sparse.csr_matrix(
-        (np.concatenate(w_vals), (np.concatenate(w_cols), np.searchsorted(all_rows, w_rows_all))),
+        (w_all.data, np.searchsorted(all_rows, w_all.indices).astype(np.int32), w_all.indptr),
         shape=(kept.size, all_rows.size),
     )
+    del w_all
 
     n_groups, group = connected_components(sparse.csr_matrix(gram != 0), directed=False)
     # rcond applies to the singular values of all of M (as gelsd's): the largest one is taken

@@ -129,8 +129,11 @@ def _split_one(k, m, affine, extractor, min_voxels, smoothing_fwhm, threshold, m
         labels, _ = ndimage.label(m[support])
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
+    # A copy of the support box only: a view would keep this map's whole thresholded copy
+    # alive until every region has been assembled.
+    values = m[support].copy(order="K")
     pieces = [
-        _Piece(k, support, labels == label_id, int(sizes[label_id]), m[support])
+        _Piece(k, support, labels == label_id, int(sizes[label_id]), values)
         for label_id in np.flatnonzero(sizes > min_voxels)
     ]
     return pieces, messages
