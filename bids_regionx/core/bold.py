@@ -8,6 +8,7 @@ decompress the run from its start each time).
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,10 +94,66 @@ def block_volumes(
     return max(1, int(block_bytes // max(per_volume, 1)))
 
 
+def _raw_layout(img):
+    """``(path, offset, dtype, shape)`` when blocks can be read straight from the file.
+
+    That is an unscaled, Fortran-ordered NIfTI file behind a nibabel array proxy: consecutive
+    volumes are then consecutive bytes. Anything else (scaled data, in-memory images) goes
+    through the proxy's slicing.
+    """
+    proxy = img.dataobj
+    if not isinstance(proxy, nib.arrayproxy.ArrayProxy):
+        return None
+    if (proxy.slope, proxy.inter) != (1.0, 0.0) or getattr(proxy, "order", "F") != "F":
+        return None
+    if not isinstance(proxy.file_like, (str, os.PathLike)):
+        return None
+    return proxy.file_like, int(proxy.offset), np.dtype(proxy.dtype), tuple(proxy.shape)
+
+
+def _read_exactly(fobj, view: memoryview) -> int:
+    """Fill ``view`` from ``fobj`` (gzip streams may return short reads); bytes read."""
+    done = 0
+    while done < len(view):
+        got = fobj.readinto(view[done:])
+        if not got:
+            break
+        done += got
+    return done
+
+
+def _iter_raw_blocks(path, offset, dtype, shape, volumes, name):
+    """Blocks read into one reused buffer, sequentially (no allocation per block)."""
+    voxels = int(np.prod(shape[:3]))
+    n = shape[3] if len(shape) == 4 else 1
+    buffer = np.empty(voxels * min(volumes, n), dtype=dtype)
+    with nib.openers.ImageOpener(path, "rb") as opener:
+        fobj = getattr(opener, "fobj", opener)
+        fobj.seek(offset)
+        for start in range(0, n, volumes):
+            count = min(volumes, n - start)
+            view = buffer[: voxels * count]
+            try:
+                got = _read_exactly(fobj, memoryview(view).cast("B"))
+            except (OSError, EOFError, zlib.error) as exc:
+                got, error = -1, exc
+            if got != view.nbytes:
+                reason = "the file ends early" if got >= 0 else str(error)
+                raise ValueError(
+                    f"{name}: cannot read volumes {start}-{start + count - 1} (truncated or "
+                    f"corrupt file: {reason})"
+                )
+            yield start, view.reshape(tuple(shape[:3]) + (count,), order="F")
+
+
 def iter_blocks(
     img: nib.Nifti1Image, *, volumes: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_volume, data)`` with ``data`` of shape (x, y, z, n) for consecutive blocks.
+
+    Unscaled NIfTI files are read straight into one buffer that is reused for every block, so
+    a consumer must copy a block it wants to keep. Other images are sliced through nibabel's
+    array proxy.
 
     Parameters
     ----------
@@ -109,6 +166,10 @@ def iter_blocks(
     if volumes is None:
         volumes = block_volumes(info.shape, info.dtype.itemsize)
     name = img.get_filename() or "in-memory image"
+    raw = _raw_layout(img)
+    if raw is not None:
+        yield from _iter_raw_blocks(*raw, volumes, name)
+        return
     img = open_bold(img)
     dataobj = img.dataobj
     for start in range(0, n, volumes):

@@ -46,14 +46,14 @@ class ExtractionBlock:
     ----------
     signals : ndarray of int, shape (n_group,)
         Positions of the group's signals in the plan's output.
-    smoothed : scipy.sparse.csr_matrix, shape (n_group, n_rows)
+    smoothed : scipy.sparse.csc_matrix, shape (n_group, n_rows)
         The group's maps after the adjoint smoothing, ``(G^T M_J)^T``, over the plan's rows.
     inverse : ndarray of float64, shape (n_group, n_group)
         ``(M_J^T M_J)^+``, so that ``signals[group] = inverse @ smoothed @ volume[rows]``.
     """
 
     signals: np.ndarray
-    smoothed: sparse.csr_matrix
+    smoothed: sparse.csc_matrix
     inverse: np.ndarray
 
 
@@ -324,7 +324,11 @@ def plan_extraction(
     for g in range(n_groups):
         idx = np.flatnonzero(group == g)
         inverse = _gram_inverse(gram[np.ix_(idx, idx)], design, idx, rcond, top)
-        blocks.append(ExtractionBlock(signals=idx, smoothed=smoothed[idx], inverse=inverse))
+        # CSC: the product then reads each voxel's data once (CSR would sweep them once per map),
+        # with the same summation order.
+        blocks.append(
+            ExtractionBlock(signals=idx, smoothed=smoothed[idx].tocsc(), inverse=inverse)
+        )
     return ExtractionPlan(
         shape=shape,
         affine=np.asarray(affine, dtype=float),
