@@ -133,7 +133,9 @@ def _fmt_ratio(ours: float, theirs: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="100-volume BOLD only (smoke run)")
     parser.add_argument("--only", choices=("fit", "transform"), help="run one group")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)

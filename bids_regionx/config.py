@@ -711,6 +711,16 @@ class DenoiseSettings(_Section):
         """The strategy file when ``strategy`` is a path, else None (a built-in name)."""
         return Path(self.strategy) if _looks_like_path(self.strategy) else None
 
+    def strategy_overrides(self) -> dict[str, Any]:
+        """Censoring options given on the command line (the strategy file's values otherwise),
+        as keyword arguments of ``Strategy.with_overrides``."""
+        given = {
+            "fd_threshold": self.fd_threshold,
+            "dvars_threshold": self.dvars_threshold,
+            "dummy_scans": self.dummy_scans,
+        }
+        return {key: value for key, value in given.items() if value is not None}
+
 
 @dataclass(frozen=True)
 class ConnectivitySettings(_Section):

@@ -7,7 +7,6 @@ where nilearn is wrong and this estimator is not).
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,6 @@ from bids_regionx.core.images import (
     get_data,
     imgs_same_fov,
     load_img,
-    new_img_like,
-    same_fov,
 )
 from bids_regionx.core.masks import binarize_mask
 from bids_regionx.core.region_extraction import RegionParams, extract_regions
@@ -494,7 +491,6 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
         with NaN, a sample mask out of range, a filter without ``t_r``, ...) for the cost of
         one column.
         """
-        from bids_regionx.core.signal import clean
 
         clean_args = getattr(self, "clean_args_", None) or {}
         # Butterworth only: the cosine filter ignores low_pass, filter=False ignores both.
@@ -519,18 +515,25 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
         with warnings.catch_warnings():
             # The real call warns; this one must not warn twice.
             warnings.simplefilter("ignore")
-            clean(
-                np.zeros((n_volumes, 1)),
-                detrend=self.detrend,
-                standardize=self.standardize,
-                standardize_confounds=self.standardize_confounds,
-                t_r=self.t_r,
-                low_pass=self.low_pass,
-                high_pass=self.high_pass,
-                confounds=confounds,
-                sample_mask=sample_mask,
-                **clean_args,
-            )
+            self._clean(np.zeros((n_volumes, 1)), confounds, sample_mask)
+
+    def _clean(self, signals: np.ndarray, confounds, sample_mask) -> np.ndarray:
+        """The cleaning step (detrend, filters, confounds, standardization) with this
+        estimator's options."""
+        from bids_regionx.core.signal import clean
+
+        return clean(
+            signals,
+            detrend=self.detrend,
+            standardize=self.standardize,
+            standardize_confounds=self.standardize_confounds,
+            t_r=self.t_r,
+            low_pass=self.low_pass,
+            high_pass=self.high_pass,
+            confounds=confounds,
+            sample_mask=sample_mask,
+            **(getattr(self, "clean_args_", None) or {}),
+        )
 
     def _transform_run(self, imgs, confounds, sample_mask):
         img = load_img(imgs, name="imgs")
@@ -555,7 +558,6 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
     def _extract_and_clean(self, img, confounds, sample_mask, *, high_variance: bool):
         """Extraction then cleaning of one run, reading it one block of volumes at a time."""
         from bids_regionx.core.high_variance import HighVarianceConfounds
-        from bids_regionx.core.signal import clean
 
         info = bold_info(img)
         if high_variance and info.is_3d:
@@ -584,19 +586,7 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
             if confounds is not None:
                 stacked += list(confounds) if isinstance(confounds, (list, tuple)) else [confounds]
             confounds = stacked
-        clean_kwargs = dict(self.clean_args_)
-        signals = clean(
-            signals,
-            detrend=self.detrend,
-            standardize=self.standardize,
-            standardize_confounds=self.standardize_confounds,
-            t_r=self.t_r,
-            low_pass=self.low_pass,
-            high_pass=self.high_pass,
-            confounds=confounds,
-            sample_mask=sample_mask,
-            **clean_kwargs,
-        )
+        signals = self._clean(signals, confounds, sample_mask)
         signals = signals.astype(fit_dtype, copy=False)
         if info.is_3d and self._output_config() is None:
             signals = signals.squeeze()

@@ -102,9 +102,10 @@ def run_participant(settings) -> int:
     if not settings.reports.boilerplate_only:
         # A bad strategy file is one usage error (64) now, not one failed node per run later.
         from bids_regionx.core.denoise import load_strategy
-        from bids_regionx.workflows.run import strategy_overrides
 
-        load_strategy(settings.denoise.strategy).with_overrides(**strategy_overrides(settings))
+        load_strategy(settings.denoise.strategy).with_overrides(
+            **settings.denoise.strategy_overrides()
+        )
     maps_specs = collect_maps(settings)
     runs = collect_runs(settings, maps_space=maps_specs[0].space)
     usable = [r for r in runs if not getattr(r, "problem", None)]

@@ -31,6 +31,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
 from bids_regionx.core.bold import iter_blocks
+from bids_regionx.core.images import bounding_box
 from bids_regionx.core.smoothing import fwhm_to_sigma_voxels, kernel_radius_voxels
 
 #: Groups whose Gram matrix is worse conditioned than this (cond(M) squared) are solved from an
@@ -213,17 +214,6 @@ def _unique_rows(indices: np.ndarray, n: int) -> np.ndarray:
     return np.flatnonzero(seen)
 
 
-def _bounding_box(nonzero: np.ndarray) -> tuple[slice, ...] | None:
-    spans = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(nonzero.any(axis=other))
-        if hit.size == 0:
-            return None
-        spans.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(spans)
-
-
 def plan_extraction(
     maps: np.ndarray,
     affine: np.ndarray,
@@ -295,7 +285,7 @@ def plan_extraction(
     m_parts: list[tuple[np.ndarray, np.ndarray]] = []
     w_parts: list[tuple[np.ndarray, np.ndarray]] = []
     for k in kept:
-        box = _bounding_box(maps[..., k] != 0) or (slice(0, 1),) * 3
+        box = bounding_box(maps[..., k] != 0) or (slice(0, 1),) * 3
         vals = np.asarray(maps[(*box, k)], dtype=np.float64)
         if mask is not None:
             vals = np.where(mask[box], vals, 0.0)

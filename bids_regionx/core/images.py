@@ -230,6 +230,18 @@ def new_img_like(
     return out
 
 
+def bounding_box(nonzero: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Slices of the smallest box holding every True voxel of a 3D array (None if empty)."""
+    spans = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(nonzero.any(axis=other))
+        if hit.size == 0:
+            return None
+        spans.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(spans)
+
+
 def voxel_volume_mm3(affine: np.ndarray) -> float:
     """Volume of one voxel in mm³, ``|det(affine[:3, :3])|`` as the reference computes it."""
     return float(np.abs(np.linalg.det(np.asarray(affine)[:3, :3])))

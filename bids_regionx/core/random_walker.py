@@ -101,7 +101,7 @@ def _laplacian(ends_a, ends_b, weights, n_nodes) -> sparse.csr_matrix:
 
 
 def conjugate_gradient(matrix: sparse.csr_matrix, b: np.ndarray, rtol: float) -> np.ndarray:
-    """Conjugate gradient, iterate-identical to ``scipy.sparse.linalg.cg(A, b, rtol=rtol, atol=0)``.
+    """Conjugate gradient, iterate-identical to scipy's ``cg(A, b, rtol=rtol, atol=0)``.
 
     Replays scipy's unpreconditioned CG from x0 = 0 -- the same scalar recurrences, the same
     BLAS ``ddot`` calls on contiguous float64 vectors, the same element-wise roundings and the

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from bids_regionx.core.images import voxel_volume_mm3
+from bids_regionx.core.images import bounding_box, voxel_volume_mm3
 from bids_regionx.core.peaks import peak_mask
 from bids_regionx.core.random_walker import random_walker, walker_std
 from bids_regionx.core.smoothing import fwhm_to_sigma_voxels, kernel_radius_voxels, smooth_array
@@ -66,26 +66,15 @@ class _Piece:
     values: np.ndarray  # the (thresholded, masked) map on ``box``
 
 
-def bounding_box(nonzero: np.ndarray) -> Box | None:
-    """Slices of the smallest box holding every True voxel of a 3D array (None if empty)."""
-    spans = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(nonzero.any(axis=other))
-        if hit.size == 0:
-            return None
-        spans.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(spans)
-
-
 def _grow(box: Box, margin: tuple[int, ...], shape: tuple[int, ...]) -> Box:
     return tuple(
-        slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(box, margin, shape)
+        slice(max(s.start - m, 0), min(s.stop + m, n))
+        for s, m, n in zip(box, margin, shape, strict=True)
     )
 
 
 def _is_whole(box: Box, shape: tuple[int, ...]) -> bool:
-    return all(s.start == 0 and s.stop == n for s, n in zip(box, shape))
+    return all(s.start == 0 and s.stop == n for s, n in zip(box, shape, strict=True))
 
 
 def _local_region_labels(m, affine, smoothing_fwhm, support, warn) -> np.ndarray:
@@ -100,7 +89,9 @@ def _local_region_labels(m, affine, smoothing_fwhm, support, warn) -> np.ndarray
     seeds, _ = ndimage.label(peaks)
     seeds[m[crop] == 0] = -1
     # Seeds off the map's support are now -1, so the walker only needs the support box.
-    inner = tuple(slice(s.start - c.start, s.stop - c.start) for s, c in zip(support, crop))
+    inner = tuple(
+        slice(s.start - c.start, s.stop - c.start) for s, c in zip(support, crop, strict=True)
+    )
     walked = random_walker(
         m[support],
         seeds[inner],
@@ -175,8 +166,8 @@ def split_maps(
     Parameters
     ----------
     maps : ndarray, shape (x, y, z, n_maps)
-        Maps (not modified), thresholded already or through ``threshold``. Positive and negative voxels of a map can join the
-        same region.
+        Maps (not modified), thresholded already or through ``threshold``. Positive and
+        negative voxels of a map can join the same region.
     affine : ndarray, shape (4, 4)
         Voxel-to-mm affine (for ``min_region_size`` and the smoothing kernel).
     extractor : {"local_regions", "connected_components"}
@@ -239,7 +230,7 @@ def split_maps(
     regions = np.zeros((*maps.shape[:3], len(pieces)), dtype=np.float32, order="F")
     for i, piece in enumerate(pieces):
         # bool * value as in the reference (same signed zeros), then the float32 cast.
-        regions[piece.box + (i,)] = piece.inside * piece.values
+        np.multiply(piece.inside, piece.values, out=regions[piece.box + (i,)], casting="unsafe")
     return RegionSplit(
         regions=regions,
         index=[p.map_index for p in pieces],

@@ -206,7 +206,7 @@ def region_signals_for_run(
         "max_fd": max_fd,
         "n_regressors": int(design.shape[1]),
         "n_regions": len(names),
-        "regions_na": [n for n, u in zip(names, used) if not u],
+        "regions_na": [n for n, u in zip(names, used, strict=True) if not u],
     }
     dropped = check_run_usable(
         counts["n_kept"], design.shape[1], options.t_r, min_time=options.min_time

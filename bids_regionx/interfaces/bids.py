@@ -213,7 +213,8 @@ class WriteRunOutputs(SimpleInterface):
             ts_uri = deriv.bids_uri("", path.relative_to(out))
             # A one-element output list arrives from nipype unwrapped.
             for matrix, stat, z in zip(_as_list(self.inputs.relmat_files),
-                                       _as_list(self.inputs.stats), _as_list(self.inputs.fisherz)):
+                                       _as_list(self.inputs.stats), _as_list(self.inputs.fisherz),
+                                       strict=True):
                 extra = {"desc": "fisherz"} if z else {}
                 rpath = deriv.output_path(out, "relmat", stat=stat, suffix="relmat",
                                           extension=".tsv", **ents, **extra)

@@ -59,7 +59,9 @@ class PrepareMaps(SimpleInterface):
             else:
                 warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                        warning.lineno)
-        self._results["maps_file"] = save_nifti(new_img_like(img, data), node_path(runtime, "maps.nii"))
+        self._results["maps_file"] = save_nifti(
+            new_img_like(img, data), node_path(runtime, "maps.nii")
+        )
         masked = data
         if isdefined(self.inputs.mask_file):
             mask = mask_on_grid(binarize_mask(self.inputs.mask_file), img.affine, data.shape)

@@ -187,6 +187,23 @@ class RunInputs:
         """
         return {name: self.entities[name] for name in SOURCE_ENTITIES if name in self.entities}
 
+    def output_entities(self, maps_spec) -> dict[str, str]:
+        """Entities of this run's outputs for one maps image.
+
+        Its own entities, the space (the maps' when the BOLD has none), the ``atlas`` and
+        ``seg`` labels, and its ``res``/``den``.
+        """
+        entities = {k: v for k, v in self.source_entities().items() if v}
+        entities.update(
+            space=self.entities.get("space") or maps_spec.space,
+            atlas=maps_spec.label,
+            seg="regions",
+        )
+        for key in ("res", "den"):
+            if self.entities.get(key):
+                entities[key] = self.entities[key]
+        return entities
+
     def raise_for_problem(self) -> None:
         """Raise the error behind :attr:`problem`, if any.
 

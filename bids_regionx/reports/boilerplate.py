@@ -158,7 +158,7 @@ def methods_facts(settings, maps_specs, *, strategy=None) -> dict[str, Any]:
     d, r, c = settings.denoise, settings.regions, settings.connectivity
     if strategy is None:
         strategy = load_strategy(d.strategy_path or d.strategy).with_overrides(
-            **_strategy_overrides(d)
+            **d.strategy_overrides()
         )
     clean_args = dict(d.clean_args)
     filter_text, filter_kind = _filter_text(d.low_pass, d.high_pass, clean_args)
@@ -234,16 +234,6 @@ def methods_facts(settings, maps_specs, *, strategy=None) -> dict[str, Any]:
     }
 
 
-def _strategy_overrides(denoise) -> dict[str, Any]:
-    """Censoring options given on the command line (as ``workflows.run.strategy_overrides``)."""
-    out: dict[str, Any] = {}
-    if denoise.fd_threshold is not None:
-        out["fd_threshold"] = denoise.fd_threshold
-    if denoise.dvars_threshold is not None:
-        out["dvars_threshold"] = denoise.dvars_threshold
-    if denoise.dummy_scans is not None:
-        out["dummy_scans"] = denoise.dummy_scans
-    return out
 
 
 @dataclass(frozen=True)

@@ -148,17 +148,6 @@ def _display_key(entities: dict[str, str]) -> str:
     )
 
 
-def _output_entities(run, maps_spec) -> dict[str, str]:
-    """Entities of a run's outputs (as ``workflows.run.output_entities``)."""
-    entities = {k: run.entities[k] for k in _SOURCE_ENTITIES if run.entities.get(k)}
-    entities.update(space=run.entities.get("space") or maps_spec.space, atlas=maps_spec.label,
-                    seg="regions")
-    for key in ("res", "den"):
-        if run.entities.get(key):
-            entities[key] = run.entities[key]
-    return entities
-
-
 @dataclass
 class Figure:
     """A figure of the report: its path relative to the report, caption and alt text."""
@@ -411,7 +400,7 @@ def _run_section(settings, run, maps_specs, errors, writer: FigureWriter) -> dic
         "censored" in outliers else None
     for spec in maps_specs:
         section["atlases"].append(
-            _run_atlas(settings, spec, _output_entities(run, spec), writer,
+            _run_atlas(settings, spec, run.output_entities(spec), writer,
                        censored=censored, t_r=t_r, title=key)
         )
     section["figures"] = [f for f in section["figures"] if f is not None]
@@ -506,7 +495,7 @@ def _combined_sections(settings, runs, maps_specs, writer: FigureWriter) -> list
         key = _display_key(source)
         atlases = []
         for spec in maps_specs:
-            entities = _output_entities(first, spec)
+            entities = first.output_entities(spec)
             entities.pop("run", None)
             atlases.append(_run_atlas(settings, spec, entities, writer, censored=None,
                                       t_r=first.t_r, title=f"{key} (runs combined)"))

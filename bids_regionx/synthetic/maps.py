@@ -95,8 +95,9 @@ def ica_like_maps(
     """Signed ICA-like components.
 
     Each map holds ``n_blobs`` Gaussian blobs of width ``sigma_range`` voxels; a blob is negative
-    with probability ``negative_fraction``. Smooth noise (Gaussian-filtered, 3 voxels) of standard deviation
-    ``noise`` (relative to the peak) is added inside ``brain``; the background is exactly 0.
+    with probability ``negative_fraction``. Smooth noise (Gaussian-filtered, 3 voxels) of
+    standard deviation ``noise`` (relative to the peak) is added inside ``brain``; the
+    background is exactly 0.
 
     Parameters
     ----------

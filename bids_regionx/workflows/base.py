@@ -13,7 +13,7 @@ from bids_regionx.interfaces.bids import WriteRunOutputs
 from bids_regionx.interfaces.regions import ResampleRegions
 from bids_regionx.interfaces.signals import CombineRuns, Connectivity
 from bids_regionx.workflows.regions import init_regions_wf
-from bids_regionx.workflows.run import init_run_wf, output_entities, writer_options
+from bids_regionx.workflows.run import init_run_wf, writer_options
 
 
 def node_name(text: str) -> str:
@@ -114,7 +114,7 @@ def _add_combined(workflow, members, timeseries, spec, settings) -> None:
         ),
         name=f"connectivity_{label}_{node_name(spec.label)}",
     )
-    entities = output_entities(first, spec)
+    entities = first.output_entities(spec)
     entities.pop("run", None)
     write = pe.Node(
         WriteRunOutputs(

@@ -12,7 +12,7 @@ from bids_regionx.interfaces.signals import Connectivity, ExtractRunSignals
 
 
 def cleaning_options(settings, t_r: float) -> dict:
-    """The :class:`~bids_regionx.core.run_signals.CleaningOptions` fields of a run, as JSON data."""
+    """Fields of a run's :class:`~bids_regionx.core.run_signals.CleaningOptions`, as JSON."""
     d = settings.denoise
     return {
         "t_r": float(t_r),
@@ -27,30 +27,6 @@ def cleaning_options(settings, t_r: float) -> dict:
         "min_coverage": float(d.min_coverage),
         "min_time": float(d.min_time),
     }
-
-
-def strategy_overrides(settings) -> dict:
-    """Censoring options given on the command line (the strategy file's values otherwise)."""
-    d = settings.denoise
-    out = {}
-    if d.fd_threshold is not None:
-        out["fd_threshold"] = d.fd_threshold
-    if d.dvars_threshold is not None:
-        out["dvars_threshold"] = d.dvars_threshold
-    if d.dummy_scans is not None:
-        out["dummy_scans"] = d.dummy_scans
-    return out
-
-
-def output_entities(run, maps_spec) -> dict:
-    """Entities of a run's outputs: the BOLD's own, plus atlas and segmentation labels."""
-    entities = dict(run.source_entities())
-    entities.update(space=run.entities.get("space") or maps_spec.space, atlas=maps_spec.label,
-                    seg="regions")
-    for key in ("res", "den"):
-        if run.entities.get(key):
-            entities[key] = run.entities[key]
-    return entities
 
 
 def regions_uri(maps_spec, output_dir) -> str:
@@ -105,7 +81,7 @@ def init_run_wf(run, maps_spec, settings, *, name: str = "run_wf") -> pe.Workflo
             bold_file=str(run.bold),
             confounds_file=str(run.confounds),
             strategy=settings.denoise.strategy,
-            strategy_overrides=json.dumps(strategy_overrides(settings), sort_keys=True),
+            strategy_overrides=json.dumps(settings.denoise.strategy_overrides(), sort_keys=True),
             options=json.dumps(cleaning_options(settings, run.t_r), sort_keys=True),
         ),
         name="extract_signals",
@@ -126,7 +102,7 @@ def init_run_wf(run, maps_spec, settings, *, name: str = "run_wf") -> pe.Workflo
     write = pe.Node(
         WriteRunOutputs(
             output_dir=str(settings.output_dir),
-            entities=json.dumps(output_entities(run, maps_spec), sort_keys=True),
+            entities=json.dumps(run.output_entities(maps_spec), sort_keys=True),
             bold_file=str(run.bold),
             bids_dir=str(settings.fmriprep_dir),
             atlas_label=maps_spec.label,

@@ -57,7 +57,7 @@ def test_smoothing_on_a_crop_is_exact(affine):
     full = smooth_array(m, AFFINES[affine], 6)
     reach = [kernel_radius_voxels(s) for s in fwhm_to_sigma_voxels(AFFINES[affine], 6)]
     box = tuple(slice(max(a - r, 0), b + r) for (a, b), r in zip([(10, 20), (12, 22), (9, 17)],
-                                                                reach))
+                                                                reach, strict=True))
     np.testing.assert_array_equal(smooth_array(m[box], AFFINES[affine], 6), full[box])
 
 
