@@ -177,8 +177,9 @@ def _gram_inverse(gram: np.ndarray, design, idx, rcond: float, top: float) -> np
 
 
 def _box_entries(values: np.ndarray, box, shape) -> tuple[np.ndarray, np.ndarray]:
-    """Flat (Fortran-order) voxel indices and values of the non-zeros of a box."""
-    local = np.nonzero(values)
+    """Flat (Fortran-order) voxel indices, ascending, and values of the non-zeros of a box."""
+    # Scanning the box in Fortran order visits voxels in increasing flat index.
+    local = np.nonzero(values.T)[::-1]
     grid = tuple(loc + b.start for loc, b in zip(local, box, strict=True))
     return np.ravel_multi_index(grid, shape, order="F"), values[local]
 
@@ -189,7 +190,7 @@ def _column_matrix(parts, n_rows: int) -> sparse.csc_matrix:
     rows = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
     data = np.concatenate([v for _, v in parts]) if parts else np.zeros(0)
     matrix = sparse.csc_matrix((data, rows, indptr), shape=(n_rows, len(parts)))
-    matrix.sort_indices()
+    matrix.has_sorted_indices = True  # each part's rows are ascending (_box_entries)
     return matrix
 
 
@@ -205,6 +206,13 @@ def _r_factor(rows: sparse.spmatrix, chunk: int = 8192) -> np.ndarray:
         for start in range(0, rows.shape[0], chunk)
     ]
     return np.linalg.qr(np.vstack(factors), mode="r")
+
+
+def _positions(rows: np.ndarray, n: int) -> np.ndarray:
+    """Look-up table from a voxel index in ``[0, n)`` to its position in ``rows``."""
+    table = np.full(n, -1, dtype=np.int32)
+    table[rows] = np.arange(rows.size, dtype=np.int32)
+    return table
 
 
 def _unique_rows(indices: np.ndarray, n: int) -> np.ndarray:
@@ -301,7 +309,7 @@ def plan_extraction(
     del w_parts
     all_rows = _unique_rows(w_all.indices, n_vox)
     smoothed = sparse.csr_matrix(
-        (w_all.data, np.searchsorted(all_rows, w_all.indices).astype(np.int32), w_all.indptr),
+        (w_all.data, _positions(all_rows, n_vox)[w_all.indices], w_all.indptr),
         shape=(kept.size, all_rows.size),
     )
     del w_all
