@@ -3,9 +3,8 @@
 :func:`load_confounds` accepts what ``nilearn.signal.clean`` accepts, with nilearn's errors, and
 in addition refuses non-finite values with a message naming the columns (nilearn fails later,
 inside scipy's QR, with "array must not contain infs or NaNs").
-:func:`high_variance_confounds` is ``nilearn.signal.high_variance_confounds`` (0.14.1) bit for bit;
-:func:`high_variance_confounds_from_blocks` computes the same result for a 4D image without
-materialising the two full ``(n_samples, n_voxels)`` copies that nilearn makes.
+:func:`high_variance_confounds` is ``nilearn.signal.high_variance_confounds`` (0.14.1) bit for bit
+on a 2D array; for a 4D run, streamed, see :mod:`bids_regionx.core.high_variance`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from scipy import linalg
 
 __all__ = [
     "high_variance_confounds",
-    "high_variance_confounds_from_blocks",
     "load_confounds",
 ]
 
@@ -234,105 +232,3 @@ def high_variance_confounds(
     variance = mean_of_squares(series)
     threshold = np.nanpercentile(variance, 100.0 - percentile)
     return _leading_eigenvectors(series[:, variance > threshold], n_confounds)
-
-
-def high_variance_confounds_from_blocks(
-    data,
-    *,
-    n_confounds: int = 5,
-    percentile: float = 2.0,
-    detrend: bool = True,
-) -> np.ndarray:
-    """:func:`high_variance_confounds` of a 4D image, streamed over voxel blocks.
-
-    Equals ``high_variance_confounds(np.reshape(data, (-1, n_samples)).T, ...)``, which is
-    what ``nilearn.image.high_variance_confounds(img)`` computes (no mask, background
-    included), bit for bit -- but reads ``data`` one block of voxels at a time and keeps only
-    the candidate high-variance columns, instead of two full ``(n_samples, n_voxels)`` copies.
-
-    Why this is exact: detrending works per column except for the BLAS product that computes the
-    slopes, and that product's per-column rounding *does* depend on which columns are computed
-    together. nilearn batches it in 10 even column slices (when there are at least 500
-    voxels); the blocks here are exactly those slices, so every slope is computed by the same
-    call shape. The mean of squares and the column means are per-column reductions along the
-    contiguous axis, independent of the block. The selected columns are gathered into an
-    F-ordered array in their original order, as nilearn's boolean selection produces, so the
-    final ``X X^T`` product is the same too. (Sub-dividing the 10 slices is *not* exact in
-    general: measured differences of 1 ulp in some columns.)
-
-    Parameters
-    ----------
-    data : array-like, shape (..., n_samples)
-        Time last, e.g. a 4D ``(x, y, z, t)`` ndarray, memmap or nibabel ``img.dataobj``
-        (anything supporting ``data[i:j]`` on the first axis and ``.shape``). Voxels are
-        ordered as a C-order ravel of the leading axes, like nilearn's reshape.
-    n_confounds, percentile, detrend
-        As :func:`high_variance_confounds`.
-
-    Returns
-    -------
-    ndarray, shape (n_samples, n_confounds)
-    """
-    from bids_regionx.core.signal import detrend as detrend_columns
-    from bids_regionx.core.signal import even_slices, mean_of_squares
-
-    _check_detrend(detrend)
-    shape = tuple(data.shape)
-    n_samples = shape[-1]
-    if len(shape) == 1:
-        raise ValueError("data must have at least 2 dimensions (..., n_samples).")
-    if len(shape) == 2:
-        per_slab = 1
-    else:
-        per_slab = int(np.prod(shape[1:-1]))
-    n_features = int(np.prod(shape[:-1]))
-
-    def read_columns(block: slice) -> np.ndarray:
-        # Voxels block.start..block.stop of the C-order ravel live in slabs i0..i1 of axis 0.
-        first, last = block.start // per_slab, (block.stop - 1) // per_slab + 1
-        slab = np.asarray(data[first:last])
-        flat = np.reshape(slab, (-1, n_samples))  # C-order ravel, as nilearn
-        offset = first * per_slab
-        return flat[block.start - offset : block.stop - offset].T
-
-    # Upper bound on how many columns can lie strictly above the linear-interpolation
-    # percentile (plus one for rounding): only that many candidates need to be kept.
-    q = 100.0 - percentile
-    keep = n_features - int(np.floor((n_features - 1) * q / 100.0)) + 1
-
-    variance = np.empty(n_features)
-    cand_index = np.empty(0, dtype=np.intp)
-    cand_columns = None
-    n_batches = 10 if n_features >= 500 else 1
-    for block in even_slices(n_features, n_batches):
-        raw = read_columns(block)
-        if detrend:
-            # One projection call for the whole block, as in nilearn's batch.
-            columns = detrend_columns(raw, n_batches=1)
-        else:
-            columns = np.asfortranarray(raw)
-        block_variance = mean_of_squares(columns, n_batches=1)
-        variance[block] = block_variance
-        # Candidates: the block's largest finite values, merged with the running set.
-        finite = np.flatnonzero(np.isfinite(block_variance))
-        if finite.size > keep:
-            top = np.argpartition(block_variance[finite], finite.size - keep)
-            finite = np.sort(finite[top[finite.size - keep :]])
-        new_columns = np.asfortranarray(columns[:, finite])
-        if cand_columns is None:
-            cand_index, cand_columns = finite + block.start, new_columns
-        else:
-            cand_index = np.concatenate((cand_index, finite + block.start))
-            cand_columns = np.concatenate((cand_columns, new_columns), axis=1)
-        if cand_index.size > keep:
-            top = np.argpartition(variance[cand_index], cand_index.size - keep)
-            chosen = np.sort(top[cand_index.size - keep :])
-            cand_index = cand_index[chosen]
-            cand_columns = np.asfortranarray(cand_columns[:, chosen])
-
-    threshold = np.nanpercentile(variance, q)
-    selected = variance[cand_index] > threshold
-    # Candidates are in increasing voxel order; nilearn's boolean selection gives an F-ordered
-    # array in that order.
-    series = np.asfortranarray(cand_columns[:, selected])
-    return _leading_eigenvectors(series, n_confounds)

@@ -4,9 +4,8 @@
 ``high_variance_confounds=True``) loads the whole run as a ``(n_volumes, n_voxels)`` array,
 background included, linearly detrends every voxel, keeps the voxels whose mean square is
 strictly above the 98th percentile, and returns the 5 leading eigenvectors of ``X X^T / T`` of
-those voxels. :func:`bids_regionx.core.confounds.high_variance_confounds_from_blocks` reproduces
-that bit for bit in the run's dtype, reading blocks of *voxels*; from a ``.nii.gz`` run each
-such block decompresses the whole file, ten times in all.
+those voxels. Reading such voxel blocks from a ``.nii.gz`` run would decompress the whole file
+once per block.
 
 This module computes the same quantities in float64 from blocks of *volumes*, in the order the
 file stores them:

@@ -26,6 +26,7 @@ from bids_regionx.core.denoise import (
     check_run_usable,
 )
 from bids_regionx.core.extraction import extract_signals, plan_extraction
+from bids_regionx.core.high_variance import HighVarianceConfounds
 from bids_regionx.core.images import get_data
 
 
@@ -77,7 +78,8 @@ class RunSignals:
         ``(n_kept, n_regions)``, columns = region names, NaN for regions set to n/a; None when the
         run was dropped.
     design : DataFrame
-        ``(n_volumes, n_regressors)``: the confounds regressed out (before censoring).
+        ``(n_volumes, n_regressors)``: the confounds regressed out (before censoring). For a
+        dropped run, the strategy's columns only (high-variance confounds are not computed).
     outliers : DataFrame
         ``(n_volumes, ...)``: boolean ``dummy``, ``fd``, ``dvars``, ``short_segment`` and
         ``censored`` (1 = not used) per volume.
@@ -181,14 +183,12 @@ def region_signals_for_run(
     mask = build_sample_mask(
         confounds, **strategy.censoring_kwargs(), n_volumes=n_volumes, source=confounds_source
     )
-    if options.high_variance_confounds:
-        from bids_regionx.core.confounds import high_variance_confounds_from_blocks
-
-        hv = high_variance_confounds_from_blocks(bold_img.dataobj)
-        hv_design = pd.DataFrame(
-            hv, columns=[f"high_variance_{i:02d}" for i in range(hv.shape[1])]
-        )
-        design = pd.concat([hv_design, design], axis=1)
+    # High-variance confounds: their statistics are gathered during the extraction pass and
+    # one more sequential pass reads the selected voxels (reading the run in voxel slabs would
+    # decompress a .nii.gz once per slab). They count as regressors for the checks below.
+    hv = HighVarianceConfounds(info.shape[:3], n_volumes) if options.high_variance_confounds \
+        else None
+    n_regressors = design.shape[1] + (hv.n_confounds if hv is not None else 0)
 
     outliers = mask.reasons.astype(np.uint8)
     outliers["censored"] = (~mask.keep).astype(np.uint8)
@@ -204,12 +204,12 @@ def region_signals_for_run(
         "kept_time_s": round(counts["n_kept"] * options.t_r, 6),
         "mean_fd": mean_fd,
         "max_fd": max_fd,
-        "n_regressors": int(design.shape[1]),
+        "n_regressors": int(n_regressors),
         "n_regions": len(names),
         "regions_na": [n for n, u in zip(names, used, strict=True) if not u],
     }
     dropped = check_run_usable(
-        counts["n_kept"], design.shape[1], options.t_r, min_time=options.min_time
+        counts["n_kept"], n_regressors, options.t_r, min_time=options.min_time
     )
     if dropped is not None:
         return RunSignals(None, design, outliers, coverage_table, summary, dropped)
@@ -230,9 +230,14 @@ def region_signals_for_run(
         # every region: a run with NaN/inf inside its regions is refused instead.
         warnings.filterwarnings("error", message="Non-finite values detected")
         try:
-            raw = extract_signals(bold_img, plan)
+            raw = extract_signals(bold_img, plan, on_block=None if hv is None else hv.add)
         except UserWarning:
             raise ValueError(_non_finite_message(bold_img, plan)) from None
+    if hv is not None:
+        values = hv.confounds(bold_img)
+        columns = [f"high_variance_{i:02d}" for i in range(values.shape[1])]
+        # Placed before the strategy's regressors, as nilearn places them before the user's.
+        design = pd.concat([pd.DataFrame(values, columns=columns), design], axis=1)
     keep = np.flatnonzero(mask.keep)
     cleaned = clean(
         raw,

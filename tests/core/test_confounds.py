@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-import nilearn.image
 import nilearn.signal as nsignal
 import numpy as np
 import pandas as pd
@@ -18,7 +16,6 @@ import pytest
 
 from bids_regionx.core.confounds import (
     high_variance_confounds,
-    high_variance_confounds_from_blocks,
     load_confounds,
 )
 
@@ -254,43 +251,3 @@ def test_high_variance_confounds_properties():
     np.testing.assert_allclose(np.abs(high_variance_confounds(trended)), np.abs(out), atol=1e-8)
     with pytest.raises(TypeError, match="'detrend' must be of type"):
         high_variance_confounds(series, detrend=1)
-
-
-@pytest.mark.parametrize(
-    ("shape", "dtype", "options"),
-    [
-        ((14, 12, 9, N), np.float32, {}),
-        ((14, 12, 9, 33), np.float64, {}),
-        ((14, 12, 9, N), np.int16, {}),
-        ((7, 6, 5, N), np.float32, {}),  # < 500 voxels: no batching
-        ((14, 12, 9, N), np.float32, {"detrend": False}),
-        ((14, 12, 9, N), np.float32, {"percentile": 7.5, "n_confounds": 4}),
-        ((1203, N), np.float32, {}),  # 2D (voxels, time)
-    ],
-)
-def test_high_variance_confounds_from_blocks_matches_nilearn_image(shape, dtype, options):
-    rng = np.random.default_rng(7)
-    data = rng.normal(0, 1, shape) * rng.uniform(1, 20, shape[:-1] + (1,))
-    data += np.linspace(0, 5, shape[-1]) * rng.normal(size=shape[:-1] + (1,))
-    # F order, like data loaded by nibabel
-    data = np.asfortranarray((data * (10 if dtype == np.int16 else 1)).astype(dtype))
-    if len(shape) == 2:
-        ref = nsignal.high_variance_confounds(np.reshape(data, (-1, shape[-1])).T, **options)
-    else:
-        ref = nilearn.image.high_variance_confounds(nib.Nifti1Image(data, np.eye(4)), **options)
-    ours = high_variance_confounds_from_blocks(data, **options)
-    assert_same_array(ours, ref)
-
-
-def test_high_variance_confounds_from_blocks_on_a_proxy(tmp_path):
-    # A scaled int16 NIfTI read lazily through nibabel's ArrayProxy, one slab at a time.
-    rng = np.random.default_rng(8)
-    data = (rng.normal(0, 1, (16, 10, 8, N)) * rng.uniform(1, 50, (16, 10, 8, 1))).astype(np.int16)
-    img = nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0]))
-    img.header.set_slope_inter(0.5, 10.0)
-    path = tmp_path / "bold.nii.gz"
-    img.to_filename(path)
-    loaded = nib.load(path)
-    ref = nilearn.image.high_variance_confounds(loaded)
-    ours = high_variance_confounds_from_blocks(nib.load(path).dataobj)
-    assert_same_array(ours, ref)
