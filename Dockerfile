@@ -10,7 +10,8 @@
 # Debian's python3.11 and installs the package from this source tree into it, with dependency
 # ranges from pyproject.toml and exact versions from docker/constraints.txt (the environment the
 # tests passed in; regenerate with docker/freeze-constraints.py); the runtime stage gets Debian's
-# python3.11 and a copy of that venv, nothing else (no compiler, no pip).
+# python3.11 and a copy of that venv, nothing else (no compiler, no pip). The builder has a C
+# compiler for the package's one extension (the random walker's kernels, Cython from PyPI).
 #
 # Build arguments: BASE_IMAGE, VERSION (must equal the package version: the build checks it),
 # VCS_REF, BUILD_DATE (OCI labels), IMAGE_REF (recorded in GeneratedBy.Container of outputs).
@@ -22,7 +23,7 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE} AS builder
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq \
- && apt-get install -y -q --no-install-recommends python3 python3-venv \
+ && apt-get install -y -q --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -47,8 +48,8 @@ RUN --mount=type=secret,id=hostca \
  && pip-ca install -q -c /tmp/constraints.txt -r /tmp/requirements.txt
 
 # The package itself, built as a wheel from the source tree (PEP 517, setuptools from PyPI).
-# The build context is what .dockerignore allows: pyproject.toml, README.md, bids_regionx/,
-# boilerplate/ (methods templates), docker/.
+# The build context is what .dockerignore allows: pyproject.toml, setup.py, MANIFEST.in,
+# README.md, bids_regionx/, boilerplate/ (methods templates), docker/.
 COPY . /src
 RUN --mount=type=secret,id=hostca \
     pip-ca wheel -q --no-deps -w /tmp/wheels /src \

@@ -20,7 +20,8 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# The compiled random-walker kernels are built by the (editable) install: rebuild when they change.
+$(STAMP): pyproject.toml setup.py bids_regionx/core/_stencil.pyx bids_regionx/core/_stencil_kernels.h | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)

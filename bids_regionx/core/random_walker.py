@@ -5,14 +5,13 @@ whole volume for every map, masks it down to the labelled voxels, and solves one
 gradient system per seed label through ``scipy.sparse.linalg.cg``. The linear systems only
 involve voxels with label >= 0, so this module
 
-* builds the graph directly on a crop that contains every voxel with label >= 0, enumerating
-  edges in the same order (z, then y, then x neighbours, C order) and numbering nodes in the same
-  relative order, so the Laplacian and right-hand sides are the same matrices;
-* takes the one whole-volume statistic the weights need (``std`` of the map) from the caller;
-* replays scipy's conjugate gradient without its wrapper overhead: row-wise (CSR) products of
-  the symmetric Laplacian accumulate in the same order as the reference's column-wise (CSC)
-  ones, and the dot products are the same BLAS ``ddot`` calls, so every iterate is
-  bit-identical to the reference's.
+* works on a crop that contains every voxel with label >= 0, and takes the one whole-volume
+  statistic the edge weights need (``std`` of the map) from the caller;
+* builds the system directly as a 7-point stencil (:mod:`bids_regionx.core._stencil`): the same
+  matrix entries, diagonal sums and right-hand sides as the reference's sparse Laplacian, bit
+  for bit, without the sparse-matrix assembly;
+* replays scipy's conjugate gradient in compiled steps, all labels of a map together: every
+  iterate equals the reference's, with the dot products still numpy's BLAS ``ddot``.
 
 The output labels are therefore identical to the reference's, voxel for voxel, for the same
 BLAS thread configuration (OpenBLAS splits long dot products across threads).
@@ -24,7 +23,9 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy import ndimage, sparse
+from scipy import ndimage
+
+from bids_regionx.core import _stencil
 
 BETA = 130.0
 TOL = 1.0e-3
@@ -63,91 +64,6 @@ def as_float_array(image: np.ndarray) -> np.ndarray:
     if image.dtype.kind in "uib" and image.dtype.itemsize <= 4:
         return image.astype(np.float32)
     return image.astype(np.float64)
-
-
-def _edge_arrays(active: np.ndarray, image: np.ndarray, node_id: np.ndarray):
-    """Edges between active voxels in the reference's order, with their |intensity| steps.
-
-    Returns the two end-node ids and ``|I[a] - I[b]|`` (in the image dtype) for the edges whose
-    two ends are active, listing z-neighbours, then y-, then x-neighbours, each in C order.
-    """
-    ends_a, ends_b, steps = [], [], []
-    for axis in (2, 1, 0):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis] = slice(None, -1)
-        hi[axis] = slice(1, None)
-        lo, hi = tuple(lo), tuple(hi)
-        keep = active[lo] & active[hi]
-        ends_a.append(node_id[lo][keep])
-        ends_b.append(node_id[hi][keep])
-        steps.append(np.abs(image[lo][keep] - image[hi][keep]))
-    return np.concatenate(ends_a), np.concatenate(ends_b), np.concatenate(steps)
-
-
-def _laplacian(ends_a, ends_b, weights, n_nodes) -> sparse.csr_matrix:
-    """Graph Laplacian built with the reference's sparse calls (so the diagonal sums match)."""
-    diag = np.arange(n_nodes)
-    i_idx = np.hstack((ends_a, ends_b))
-    j_idx = np.hstack((ends_b, ends_a))
-    data = np.hstack((-weights, -weights))
-    lap = sparse.coo_matrix((data, (i_idx, j_idx)), shape=(n_nodes, n_nodes))
-    connect = -np.ravel(lap.sum(axis=1))
-    lap = sparse.coo_matrix(
-        (np.hstack((data, connect)), (np.hstack((i_idx, diag)), np.hstack((j_idx, diag)))),
-        shape=(n_nodes, n_nodes),
-    )
-    return lap.tocsr()
-
-
-def conjugate_gradient(matrix: sparse.csr_matrix, b: np.ndarray, rtol: float) -> np.ndarray:
-    """Conjugate gradient, iterate-identical to scipy's ``cg(A, b, rtol=rtol, atol=0)``.
-
-    Replays scipy's unpreconditioned CG from x0 = 0 -- the same scalar recurrences, the same
-    BLAS ``ddot`` calls on contiguous float64 vectors, the same element-wise roundings and the
-    same stopping test -- without its per-iteration wrapper overhead.
-
-    Parameters
-    ----------
-    matrix : scipy.sparse.csr_matrix, shape (n, n)
-        Symmetric with sorted indices, so that its row-wise products accumulate in the same
-        order as the reference's column-wise (CSC) products.
-    b : ndarray of float64, shape (n,)
-    rtol : float
-
-    Returns
-    -------
-    ndarray of float64, shape (n,)
-    """
-    n = b.size
-    bnorm = np.linalg.norm(b)
-    atol = max(0.0, float(rtol) * float(bnorm))
-    if bnorm == 0:
-        return b
-    x = np.zeros(n)
-    r = b.copy()
-    p = np.empty(n)
-    tmp = np.empty(n)
-    rho_prev = None
-    for iteration in range(n * 10):
-        # np.linalg.norm(r) is sqrt(r.dot(r)); scipy's rho = dot(r, z) with z = r is the same
-        # ddot, so one call serves both.
-        rho = r.dot(r)
-        if np.sqrt(rho) < atol:
-            return x
-        if iteration > 0:
-            p *= rho / rho_prev
-            p += r
-        else:
-            p[:] = r
-        q = matrix @ p
-        alpha = rho / p.dot(q)
-        np.multiply(p, alpha, out=tmp)
-        x += tmp
-        np.multiply(q, alpha, out=tmp)
-        r -= tmp
-        rho_prev = rho
-    return x
 
 
 def random_walker(
@@ -205,25 +121,16 @@ def random_walker(
         raise ValueError("For non-multichannel input, data must be of dimension 2 or 3.")
     if std is None:
         std = walker_std(image)
-    image = as_float_array(image)
+    if image.dtype not in (np.float32, np.float64):
+        # The reference's float conversion; float32/float64 maps are read in place.
+        image = as_float_array(image)
 
-    labels = np.copy(labels)
-    values = np.unique(labels)
-    if cropped and values[0] != -1:
-        values = np.concatenate(([-1], values))
-    if np.any(np.diff(values) != 1):
-        nonneg = labels >= 0
-        labels[nonneg] = np.searchsorted(np.unique(labels[nonneg]), labels[nonneg]).astype(
-            labels.dtype
-        )
-    labels = labels.astype(np.int32)
+    labels = np.array(labels, dtype=np.int32, order="C")  # a copy: relabelled in place
+    labels = _consecutive_labels(labels, add_inactive=cropped)
 
-    if cropped or np.any(labels < 0):
+    if cropped or labels.min() < 0:
         # Unreachable unlabelled voxels and seeds with nothing to segment leave the graph.
-        filled = ndimage.binary_propagation(labels > 0, mask=labels >= 0)
-        labels[~filled & (labels == 0)] = -1
-        filled = ndimage.binary_propagation(labels == 0, mask=labels >= 0)
-        labels[(labels > 0) & ~filled] = -1
+        _prune(labels)
     if (labels == -1).all():
         warn(
             "Random walker only segments unlabeled areas, where labels == 0. Data provided only "
@@ -231,35 +138,59 @@ def random_walker(
         )
         return out_labels
 
-    active = labels >= 0
-    node_id = np.full(labels.shape, -1, dtype=np.int64)
-    node_id[active] = np.arange(np.count_nonzero(active))
-    ends_a, ends_b, steps = _edge_arrays(active, image, node_id)
-    # Same expression order as the reference: step / spacing (float64), squared, times the
-    # float32 beta / (10 std), exponential, plus eps.
-    gradients = (steps / np.float64(1.0)) ** 2
-    gradients *= beta / (10 * std)
+    # Same expression order as the reference: |step| in the image dtype, float64, squared,
+    # times the (float32 for float32 maps) beta / (10 std), exponential, plus eps.
+    scale = float(beta / (10 * std))
+    neighbours, gradients = _stencil.neighbour_steps(labels, image, scale)
     weights = np.exp(-gradients)
     weights += EPS
-    lap = _laplacian(ends_a, ends_b, weights, int(np.count_nonzero(active)))
-
-    flat = labels[active]
-    unlabeled = np.flatnonzero(flat == 0)
-    seeds = np.flatnonzero(flat > 0)
-    lap_u = lap[unlabeled]
-    coupling = lap_u[:, seeds]
-    system = lap_u[:, unlabeled].tocsc()
-    # The CSC arrays of a symmetric matrix read as CSR are the same matrix with sorted rows.
-    system = sparse.csr_matrix(
-        (system.data, system.indices, system.indptr), shape=system.shape
-    )
-    rhs = []
-    for lab in range(1, int(flat.max()) + 1):
-        indicator = sparse.csr_matrix(flat[seeds] == lab).transpose()
-        rhs.append(-np.asarray((coupling * indicator).todense()).ravel())
-    solutions = np.array([conjugate_gradient(system, b, tol) for b in rhs])
+    n_unknown = neighbours.shape[1]
+    stride = -(-n_unknown // 8) * 8  # each label's vectors start 64-byte aligned
+    system, rhs = _stencil.assemble(neighbours, weights, int(labels.max()), stride)
+    solutions = _stencil.solve(system, rhs, float(tol))
     winner = np.argmax(solutions, axis=0)
 
     result = labels.ravel()
     result[result == 0] = (winner + 1).astype(result.dtype)
     return result.reshape(labels.shape)
+
+
+def _consecutive_labels(labels: np.ndarray, *, add_inactive: bool) -> np.ndarray:
+    """Renumber labels >= 0 to consecutive ranks when the values present have gaps.
+
+    As the reference: the values present (with -1 counted as present for a crop of a volume
+    that has inactive voxels outside it) must be consecutive, otherwise the non-negative ones
+    are replaced by their rank.
+    """
+    low = int(labels.min())
+    if low >= -1:
+        # A count per value instead of a sort: labels are small non-negative integers.
+        present = np.flatnonzero(np.bincount((labels + 1).ravel())) - 1
+    else:
+        present = np.unique(labels)
+    if add_inactive and present[0] != -1:
+        present = np.concatenate(([-1], present))
+    if not np.any(np.diff(present) != 1):
+        return labels
+    values = present[present >= 0]
+    rank = np.zeros(int(values[-1]) + 1, dtype=labels.dtype)
+    rank[values] = np.arange(values.size, dtype=labels.dtype)
+    nonneg = labels >= 0
+    labels[nonneg] = rank[labels[nonneg]]
+    return labels
+
+
+def _prune(labels: np.ndarray) -> None:
+    """Set to -1 unlabelled voxels no seed can reach, and seeds with no unlabelled neighbour.
+
+    Both are decided per 6-connected component of the graph's voxels (labels >= 0): the
+    reference propagates the seeds, then the unlabelled voxels, within that set, which keeps
+    exactly the components that hold both.
+    """
+    components, n_components = ndimage.label(labels >= 0)
+    has_seed = np.zeros(n_components + 1, dtype=bool)
+    has_seed[components[labels > 0]] = True
+    has_unknown = np.zeros(n_components + 1, dtype=bool)
+    has_unknown[components[labels == 0]] = True
+    labels[(labels == 0) & ~has_seed[components]] = -1
+    labels[(labels > 0) & ~has_unknown[components]] = -1
