@@ -15,7 +15,12 @@ from scipy import ndimage
 from scipy.sparse.linalg import cg
 
 from bids_regionx.core import _stencil
-from bids_regionx.core.random_walker import random_walker, walker_std
+from bids_regionx.core.random_walker import (
+    _consecutive_labels,
+    _prune,
+    random_walker,
+    walker_std,
+)
 
 
 def _blob_map(rng, shape=(24, 26, 22)):
@@ -212,3 +217,37 @@ def test_walker_std_follows_memory_layout_like_nilearn(order):
     strided = np.asarray(rng.standard_normal((31, 29, 27, 3)).astype(np.float32), order="C")
     view = strided[..., 1]
     assert walker_std(view) == view.copy("C")[..., None].std()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_prune_equals_nilearns_two_propagations(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice([-1, 0, 0, 1, 2], size=(9, 10, 8), p=[0.45, 0.3, 0.15, 0.05, 0.05])
+    labels = labels.astype(np.int32)
+    expected = labels.copy()
+    filled = ndimage.binary_propagation(expected > 0, mask=expected >= 0)
+    expected[~filled & (expected == 0)] = -1
+    filled = ndimage.binary_propagation(expected == 0, mask=expected >= 0)
+    expected[(expected > 0) & ~filled] = -1
+    ours = labels.copy()
+    _prune(ours)
+    np.testing.assert_array_equal(ours, expected)
+    assert (labels != expected).any()  # the case prunes something
+
+
+@pytest.mark.parametrize(
+    ("values", "add_inactive"),
+    [([0, 1, 2], False), ([0, 2, 5], False), ([-1, 0, 3, 4], False), ([0, 1, 2], True),
+     ([-3, 0, 2, 7], False)],
+)
+def test_consecutive_labels_as_nilearn(values, add_inactive):
+    rng = np.random.default_rng(0)
+    labels = rng.choice(values, size=(6, 7, 5)).astype(np.int32)
+    expected = labels.copy()
+    present = np.unique(expected)
+    if add_inactive and present[0] != -1:
+        present = np.concatenate(([-1], present))
+    if np.any(np.diff(present) != 1):
+        keep = expected >= 0
+        expected[keep] = np.searchsorted(np.unique(expected[keep]), expected[keep])
+    np.testing.assert_array_equal(_consecutive_labels(labels, add_inactive=add_inactive), expected)
