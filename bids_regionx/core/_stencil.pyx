@@ -48,6 +48,60 @@ _DJ[:] = [0, -1, 0, 0, 1, 0]
 _DK[:] = [0, 0, -1, 1, 0, 0]
 
 
+def prune(int32_t[:, :, ::1] labels):
+    """Drop (set to -1) what the walker cannot use, per 6-connected component of labels >= 0.
+
+    Unlabelled voxels (0) in a component without a seed, and seeds (> 0) in a component
+    without an unlabelled voxel, become -1; ``labels`` is modified in place. This is what
+    the reference's two ``binary_propagation`` calls (seeds, then unlabelled voxels, within
+    labels >= 0) leave, computed in one breadth-first pass.
+    """
+    cdef Py_ssize_t nx = labels.shape[0], ny = labels.shape[1], nz = labels.shape[2]
+    cdef Py_ssize_t size = nx * ny * nz, start, head, tail, v, u, i, j, k, s, w
+    cdef int32_t *lab = &labels[0, 0, 0] if size else NULL
+    cdef bint has_seed, has_unknown
+    seen_arr = np.zeros(size, dtype=np.uint8)
+    queue_arr = np.empty(size, dtype=np.intp)
+    cdef unsigned char[::1] seen = seen_arr
+    cdef Py_ssize_t[::1] queue = queue_arr
+    cdef Py_ssize_t step[6]
+    step[:] = [-ny * nz, -nz, -1, 1, nz, ny * nz]
+    tail = 0
+    with nogil:
+        for v in range(size):
+            if lab[v] < 0 or seen[v]:
+                continue
+            start = head = tail
+            queue[tail] = v
+            tail += 1
+            seen[v] = 1
+            has_seed = has_unknown = False
+            while head < tail:
+                u = queue[head]
+                head += 1
+                if lab[u] > 0:
+                    has_seed = True
+                else:
+                    has_unknown = True
+                i = u // (ny * nz)
+                j = (u // nz) % ny
+                k = u % nz
+                for s in range(6):
+                    if (s == 0 and i == 0) or (s == 5 and i == nx - 1) or \
+                            (s == 1 and j == 0) or (s == 4 and j == ny - 1) or \
+                            (s == 2 and k == 0) or (s == 3 and k == nz - 1):
+                        continue
+                    w = u + step[s]
+                    if lab[w] >= 0 and not seen[w]:
+                        seen[w] = 1
+                        queue[tail] = w
+                        tail += 1
+            if has_seed and has_unknown:
+                continue
+            for head in range(start, tail):
+                lab[queue[head]] = -1
+
+
 def neighbour_steps(const int32_t[:, :, ::1] labels, const image_t[:, :, :] image,
                     double scale):
     """Neighbours of each unknown voxel and the squared, scaled intensity steps to them.

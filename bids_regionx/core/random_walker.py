@@ -23,7 +23,6 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy import ndimage
 
 from bids_regionx.core import _stencil
 
@@ -130,7 +129,7 @@ def random_walker(
 
     if cropped or labels.min() < 0:
         # Unreachable unlabelled voxels and seeds with nothing to segment leave the graph.
-        _prune(labels)
+        _stencil.prune(labels)
     if (labels == -1).all():
         warn(
             "Random walker only segments unlabeled areas, where labels == 0. Data provided only "
@@ -178,19 +177,3 @@ def _consecutive_labels(labels: np.ndarray, *, add_inactive: bool) -> np.ndarray
     nonneg = labels >= 0
     labels[nonneg] = rank[labels[nonneg]]
     return labels
-
-
-def _prune(labels: np.ndarray) -> None:
-    """Set to -1 unlabelled voxels no seed can reach, and seeds with no unlabelled neighbour.
-
-    Both are decided per 6-connected component of the graph's voxels (labels >= 0): the
-    reference propagates the seeds, then the unlabelled voxels, within that set, which keeps
-    exactly the components that hold both.
-    """
-    components, n_components = ndimage.label(labels >= 0)
-    has_seed = np.zeros(n_components + 1, dtype=bool)
-    has_seed[components[labels > 0]] = True
-    has_unknown = np.zeros(n_components + 1, dtype=bool)
-    has_unknown[components[labels == 0]] = True
-    labels[(labels == 0) & ~has_seed[components]] = -1
-    labels[(labels > 0) & ~has_unknown[components]] = -1
