@@ -205,12 +205,15 @@ def new_img_like(
     *,
     copy_header: bool = True,
     set_dtype: bool = False,
+    value_range: tuple = (None, None),
 ) -> nib.Nifti1Image:
     """Build an image on ``ref``'s grid and header from ``data``.
 
     Boolean data become uint8. The copied header gets scaling reset and ``cal_min``/``cal_max``
     set to the data range. With ``set_dtype`` the header's on-disk dtype follows ``data``
     (nilearn keeps the reference dtype, which can double the size of saved float32 regions).
+    ``value_range`` gives ``(data.min(), data.max())`` when the caller knows them (None for
+    an unknown one), which spares passes over a large array.
     """
     if data.dtype == bool:
         data = data.astype(np.uint8)
@@ -221,8 +224,13 @@ def new_img_like(
             if key in header:
                 header[key] = 0.0
         if "cal_max" in header:
-            header["cal_max"] = np.max(data) if data.size else 0.0
-            header["cal_min"] = np.min(data) if data.size else 0.0
+            low, high = value_range
+            if high is None:
+                high = np.max(data) if data.size else 0.0
+            if low is None:
+                low = np.min(data) if data.size else 0.0
+            header["cal_max"] = high
+            header["cal_min"] = low
     klass = nib.Nifti1Image if isinstance(ref, nib.Nifti1Pair) else ref.__class__
     out = klass(data, ref.affine if affine is None else affine, header=header)
     if set_dtype:
@@ -232,14 +240,28 @@ def new_img_like(
 
 def bounding_box(nonzero: np.ndarray) -> tuple[slice, slice, slice] | None:
     """Slices of the smallest box holding every True voxel of a 3D array (None if empty)."""
-    spans = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(nonzero.any(axis=other))
-        if hit.size == 0:
+    # One full pass, OR-ing whole planes along the axis of largest stride (the fastest
+    # reduction), gives the other two extents; the third comes from the box they span.
+    first = int(np.argmax(np.abs(nonzero.strides)))
+    others = tuple(a for a in range(3) if a != first)
+    plane = nonzero.any(axis=first)
+    spans: dict[int, slice] = {}
+    for i, axis in enumerate(others):
+        span = _span(plane.any(axis=1 - i))
+        if span is None:
             return None
-        spans.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(spans)
+        spans[axis] = span
+    crop = tuple(spans.get(a, slice(None)) for a in range(3))
+    spans[first] = _span(nonzero[crop].any(axis=others))
+    return tuple(spans[a] for a in range(3))
+
+
+def _span(hits: np.ndarray) -> slice | None:
+    """Slice from the first to the last True of a 1D array (None if there is none)."""
+    where = np.flatnonzero(hits)
+    if where.size == 0:
+        return None
+    return slice(int(where[0]), int(where[-1]) + 1)
 
 
 def voxel_volume_mm3(affine: np.ndarray) -> float:

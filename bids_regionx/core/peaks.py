@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import maximum_filter
 
+from bids_regionx.core.images import bounding_box
+
 
 def peak_mask(
     image: np.ndarray,
@@ -46,7 +48,16 @@ def peak_mask(
             return out
     elif np.all(image == image.flat[0]):
         return out
-    window_max = maximum_filter(image, size=2 * min_distance + 1, mode="constant")
+    size = 2 * min_distance + 1
+    top = np.max(image)
+    if top > 0:
+        # The top peak is the image's maximum (its window holds nothing larger, and the
+        # zeros around the volume are smaller), so the threshold is known before filtering.
+        threshold = max(top * threshold_rel, threshold_abs)
+        if threshold >= 0:
+            _mark_peaks_above(image, threshold, size, out)
+            return out
+    window_max = maximum_filter(image, size=size, mode="constant")
     candidates = image * (image == window_max)
     top = np.max(candidates)
     if outside_is_zero:
@@ -55,3 +66,21 @@ def peak_mask(
     threshold = max(top * threshold_rel, threshold_abs)
     out[candidates > threshold] = True
     return out
+
+
+def _mark_peaks_above(image: np.ndarray, threshold, size: int, out: np.ndarray) -> None:
+    """Set ``out`` where ``image > threshold`` (>= 0) equals the maximum of its window.
+
+    Only such voxels can be peaks, and for them the window's values <= ``threshold`` (and the
+    zero padding) cannot change the outcome: ``image`` is below its window's maximum iff
+    some value above it, hence above ``threshold``, shares the window. So the maximum filter
+    runs on the bounding box of ``image > threshold`` alone, with zero padding around it,
+    a fraction of the image for peaked maps.
+    """
+    above = image > threshold
+    box = bounding_box(above)
+    if box is None:
+        return
+    crop = image[box]
+    window_max = maximum_filter(crop, size=size, mode="constant")
+    out[box] = above[box] & (crop == window_max)

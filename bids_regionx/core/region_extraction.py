@@ -14,7 +14,7 @@ import numpy as np
 
 from bids_regionx.core.images import get_data, load_img, new_img_like
 from bids_regionx.core.masks import mask_on_grid
-from bids_regionx.core.regions import EXTRACTORS, RegionSplit, split_maps
+from bids_regionx.core.regions import EXTRACTORS, RegionSplit, default_n_threads, split_maps
 from bids_regionx.core.thresholding import STRATEGIES, resolve_threshold
 
 
@@ -82,17 +82,19 @@ def load_maps(maps_img, *, name: str = "maps_img") -> tuple[nib.Nifti1Image, np.
     """
     img = load_img(maps_img, name=name, ndim=4)
     data = get_data(img)
-    # One float64 sum (NaN and inf propagate, and nothing overflows) instead of a 4D boolean
-    # array; the full test runs only when the sum says something is off.
-    if data.dtype.kind == "f" and not np.isfinite(data.sum(dtype=np.float64)) and not np.all(
-        np.isfinite(data)
-    ):
+    if data.size == 0:
+        raise ValueError(f"{name}: the maps image is empty (every value is 0)")
+    # Two vectorised passes, no temporary: NaN propagates through min and max, an infinity
+    # shows in one of them, and all-zero maps have min == max == 0.
+    low, high = data.min(), data.max()
+    if data.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         warnings.warn(
             "Non-finite values detected. These values will be replaced with zeros.",
             stacklevel=2,
         )
         data = np.where(np.isfinite(data), data, 0).astype(data.dtype, order="F")
-    if data.size == 0 or not np.any(data):
+        low, high = data.min(), data.max()
+    if low == 0 and high == 0:
         raise ValueError(f"{name}: the maps image is empty (every value is 0)")
     return img, data
 
@@ -150,6 +152,8 @@ def extract_regions(
     params.validate()
     img, data = load_maps(maps_img)
     mask = None if mask_img is None else mask_on_grid(mask_img, img.affine, data.shape)
+    if n_threads is None:
+        n_threads = default_n_threads()
     threshold = resolve_threshold(
         data,
         strategy=params.thresholding_strategy,
@@ -157,6 +161,7 @@ def extract_regions(
         two_sided=params.two_sided,
         # ratio_n_voxels ignores the mask (it is applied when splitting), as the reference.
         mask=mask,
+        n_threads=n_threads,
     )
     split = split_maps(
         data,
@@ -176,5 +181,7 @@ def extract_regions(
             f"min_region_size={params.min_region_size!r} mm3): lower the threshold or "
             "min_region_size."
         )
-    regions_img = new_img_like(img, split.regions, set_dtype=True)
+    regions_img = new_img_like(
+        img, split.regions, set_dtype=True, value_range=split.value_range
+    )
     return regions_img, split

@@ -13,6 +13,9 @@ independent, so they are processed by a pool of threads when the BLAS library is
 single-threaded (the random walker's dot products then have the same rounding whatever the
 thread that computes them; with a multi-threaded BLAS the maps run one after the other so
 results still equal the reference's in that configuration).
+
+The output is allocated as fresh zero pages, and each region writes only its own voxels and
+the -0.0 of its parent map (the reference's ``bool * value`` products), by the same threads.
 """
 
 from __future__ import annotations
@@ -48,22 +51,31 @@ class RegionSplit:
         Parent map of each region (non-decreasing).
     n_voxels : ndarray of int, shape (n_regions,)
         Size of each region in voxels.
+    value_range : tuple of (numpy.float32 or None)
+        ``(regions.min(), regions.max())`` where known without reading ``regions``: the most
+        negative and the most positive region value; None when that extreme is a zero, whose
+        sign only a pass over ``regions`` can tell.
     """
 
     regions: np.ndarray
     index: list[int]
     n_voxels: np.ndarray
+    value_range: tuple = (None, None)
 
 
 @dataclass(frozen=True)
 class _Piece:
-    """One region of one map: where it lies and which voxels of that box it holds."""
+    """One region of one map, as the voxels its output volume must hold besides +0.0.
+
+    Voxels are flat Fortran-order indices into one volume of the output, ascending.
+    """
 
     map_index: int
-    box: Box
-    inside: np.ndarray
-    n_voxels: int
-    values: np.ndarray  # the (thresholded, masked) map on ``box``
+    index: np.ndarray  # the region's voxels
+    values: np.ndarray  # the map's values there (``True * value == value``)
+    # The map's voxels with the sign bit set (None if there are none, shared by the map's
+    # pieces): outside the region the reference's ``False * value`` leaves -0.0 there.
+    signed: np.ndarray | None
 
 
 def _grow(box: Box, margin: tuple[int, ...], shape: tuple[int, ...]) -> Box:
@@ -86,15 +98,21 @@ def _local_region_labels(m, affine, smoothing_fwhm, support, warn) -> np.ndarray
     crop = _grow(support, reach, m.shape)
     smoothed = smooth_array(m[crop], affine, smoothing_fwhm)
     peaks = peak_mask(smoothed, outside_is_zero=not _is_whole(crop, m.shape))
-    seeds, _ = ndimage.label(peaks)
-    seeds[m[crop] == 0] = -1
-    # Seeds off the map's support are now -1, so the walker only needs the support box.
+    # Peaks are few: label their bounding box only (same components, same raster order).
+    seeds = np.zeros(peaks.shape, dtype=np.int32)
+    peak_box = bounding_box(peaks)
+    if peak_box is not None:
+        seeds[peak_box], _ = ndimage.label(peaks[peak_box])
+    # Seeds off the map's support fall on zeros, which become -1: the walker only needs the
+    # support box.
     inner = tuple(
         slice(s.start - c.start, s.stop - c.start) for s, c in zip(support, crop, strict=True)
     )
+    seeds = seeds[inner]
+    seeds[m[support] == 0] = -1
     walked = random_walker(
         m[support],
-        seeds[inner],
+        seeds,
         std=walker_std(m),
         cropped=not _is_whole(support, m.shape),
         warn=warn,
@@ -104,30 +122,81 @@ def _local_region_labels(m, affine, smoothing_fwhm, support, warn) -> np.ndarray
 
 
 def _split_one(k, m, affine, extractor, min_voxels, smoothing_fwhm, threshold, mask):
-    """Regions of map ``k``, and the warnings raised on the way (emitted by the caller)."""
+    """Regions of map ``k``, and the warnings raised on the way (emitted by the caller).
+
+    ``m`` is the raw map (a view): thresholding and the mask set voxels to +0.0, but only the
+    random walker needs the thresholded map itself; otherwise the voxels that survive are read
+    from ``m`` directly.
+    """
     messages: list[str] = []
-    if threshold is not None:
-        m = threshold.apply(m)
+    dropped = None if threshold is None else threshold.dropped(m)
     if mask is not None:
-        m = m.copy(order="K") if threshold is None else m
-        m[~mask] = 0.0
-    support = bounding_box(m != 0)
+        dropped = ~mask if dropped is None else dropped | ~mask
+    # Do zeros survive thresholding? Then they keep their sign, and a -0.0 can lie anywhere.
+    keeps_zeros = threshold is None or threshold.keeps_zeros(m.dtype)
+    if dropped is None:
+        nonzero = m != 0
+    else:
+        nonzero = ~dropped
+        if keeps_zeros:
+            nonzero &= m != 0
+    support = bounding_box(nonzero)
     if support is None:
         return [], messages
     if extractor == "local_regions":
+        if dropped is not None:
+            m = m.copy(order="K")
+            np.copyto(m, 0.0, where=dropped, casting="unsafe")
         labels = _local_region_labels(m, affine, smoothing_fwhm, support, messages.append)
     else:
-        labels, _ = ndimage.label(m[support])
-    sizes = np.bincount(labels.ravel())
+        # Labels depend only on which voxels are non-zero; scipy scans a C-ordered boolean
+        # array faster than the Fortran-ordered map.
+        labels, _ = ndimage.label(np.ascontiguousarray(nonzero[support]))
+
+    # Every labelled voxel is non-zero: list those (flat Fortran-order indices in the volume,
+    # the layout of an output volume) with their label and value.
+    index = np.flatnonzero(nonzero.ravel(order="F"))
+    coords = np.unravel_index(index, m.shape, order="F")
+    ids = labels[tuple(c - s.start for c, s in zip(coords, support, strict=True))]
+    values = m[coords]
+    sizes = np.bincount(ids)
     sizes[0] = 0
-    # A copy of the support box only: a view would keep this map's whole thresholded copy
-    # alive until every region has been assembled.
-    values = m[support].copy(order="K")
-    pieces = [
-        _Piece(k, support, labels == label_id, int(sizes[label_id]), values)
-        for label_id in np.flatnonzero(sizes > min_voxels)
-    ]
+    kept = np.flatnonzero(sizes > min_voxels)
+    if kept.size == 0:
+        return [], messages
+    signed = None
+    if m.dtype.kind == "f":
+        if keeps_zeros:
+            negative = np.signbit(m)
+            if dropped is not None:
+                negative &= ~dropped
+            signed = np.flatnonzero(negative.ravel(order="F"))
+        else:
+            # Every zero is +0.0 now: only negative values have the sign bit.
+            signed = index[np.signbit(values)]
+        if signed.size == 0:
+            signed = None
+    pieces = []
+    for label_id in kept:
+        region = ids == label_id
+        pieces.append(_Piece(k, index[region], values[region], signed))
     return pieces, messages
+
+
+def _write_region(volume: np.ndarray, piece: _Piece) -> None:
+    """Write a region into ``volume`` (flat, Fortran order, all +0.0 on entry).
+
+    The reference computes ``(labels == id) * map`` over the whole volume: the map's values on
+    the region, -0.0 wherever the map's sign bit is set outside it, +0.0 elsewhere. Only the
+    first two are written, a few percent of the volume scattered in it, instead of the parent
+    map's whole bounding box: the output is mostly +0.0, and its pages that hold neither stay
+    untouched zero pages (first-touching memory is most of what assembling the output costs).
+    """
+    if piece.signed is not None:
+        volume[piece.signed] = -0.0
+    # Region voxels last (a negative value overwrites its -0.0); cast to float32 as the
+    # reference's concatenation of the regions does.
+    volume[piece.index] = piece.values
 
 
 def _blas_is_single_threaded() -> bool:
@@ -194,6 +263,8 @@ def split_maps(
         raise ValueError(
             f"'extract_type' must be one of {list(EXTRACTORS)}.\n{extractor!r} was provided."
         )
+    if min_region_size < 0:
+        raise ValueError(f"'min_region_size' must be >= 0; got {min_region_size}")
     if maps.ndim == 3:
         maps = maps[..., np.newaxis]
     min_voxels = min_region_size / voxel_volume_mm3(affine)
@@ -213,26 +284,44 @@ def split_maps(
 
     n_maps = maps.shape[-1]
     n_threads = min(n_threads or default_n_threads(), n_maps)
-    if n_threads > 1:
-        with ThreadPoolExecutor(n_threads) as pool:
+    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
+    try:
+        if pool is not None:
             results = list(pool.map(work, range(n_maps)))
-    else:
-        results = [work(k) for k in range(n_maps)]
+        else:
+            results = [work(k) for k in range(n_maps)]
 
-    pieces: list[_Piece] = []
-    for map_pieces, messages in results:
-        for message in messages:
-            warnings.warn(message, UserWarning, stacklevel=2)
-        pieces.extend(map_pieces)
-    if not pieces:
-        warnings.warn("No supra threshold regions was found", UserWarning, stacklevel=2)
-        return None
-    regions = np.zeros((*maps.shape[:3], len(pieces)), dtype=np.float32, order="F")
-    for i, piece in enumerate(pieces):
-        # bool * value as in the reference (same signed zeros), then the float32 cast.
-        np.multiply(piece.inside, piece.values, out=regions[piece.box + (i,)], casting="unsafe")
+        pieces: list[_Piece] = []
+        for map_pieces, messages in results:
+            for message in messages:
+                warnings.warn(message, UserWarning, stacklevel=2)
+            pieces.extend(map_pieces)
+        if not pieces:
+            warnings.warn("No supra threshold regions was found", UserWarning, stacklevel=2)
+            return None
+        # Fresh zero pages from the system (np.zeros is calloc): those no region writes to
+        # are never touched.
+        n_voxels = int(np.prod(maps.shape[:3]))
+        flat = np.zeros(n_voxels * len(pieces), dtype=np.float32)
+        regions = flat.reshape((*maps.shape[:3], len(pieces)), order="F")  # a view
+
+        def write(i):
+            _write_region(flat[i * n_voxels : (i + 1) * n_voxels], pieces[i])
+
+        if pool is not None:
+            list(pool.map(write, range(len(pieces))))
+        else:
+            for i in range(len(pieces)):
+                write(i)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    # NaN, if any, propagates (as in regions.min()) and then counts as unknown.
+    low = np.float32(np.min([np.min(p.values) for p in pieces]))
+    high = np.float32(np.max([np.max(p.values) for p in pieces]))
     return RegionSplit(
         regions=regions,
         index=[p.map_index for p in pieces],
-        n_voxels=np.array([p.n_voxels for p in pieces], dtype=np.int64),
+        n_voxels=np.array([p.index.size for p in pieces], dtype=np.int64),
+        value_range=(low if low < 0 else None, high if high > 0 else None),
     )

@@ -83,3 +83,74 @@ def test_peak_mask_on_crop_with_zero_outside():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(crop, peak_local_max(s)[box])
+
+
+def _peaky(seed, shape=(24, 27, 22), dtype=np.float32):
+    """Smooth signed noise with a few strong blobs: peaks of all heights, some plateaus."""
+    rng = np.random.default_rng(seed)
+    x = ndimage.gaussian_filter(rng.standard_normal(shape), 1.5)
+    for _ in range(3):
+        centre = tuple(rng.integers(0, n) for n in shape)
+        x[centre] += 3.0
+    x = ndimage.gaussian_filter(x, 1.0)
+    if seed % 3 == 0:
+        x = np.round(x, 2)  # plateaus, ties with the window maximum
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"threshold_rel": 0.5},
+        {"threshold_rel": 0.0},  # every local maximum above 0
+        {"threshold_abs": 0.05},
+        {"threshold_abs": -0.5},
+        {"threshold_rel": -0.1},
+        {"threshold_rel": -0.1, "threshold_abs": -0.5},  # negative threshold: the
+        # non-maxima (zero candidates) count as peaks, only the full filter tells them
+        {"min_distance": 3},
+    ],
+    ids=["default", "rel0.5", "rel0", "abs", "abs-neg", "rel-neg", "both-neg", "dist3"],
+)
+def test_peak_mask_above_threshold_equals_nilearn(seed, dtype, kwargs):
+    image = _peaky(seed, dtype=dtype)
+    np.testing.assert_array_equal(peak_mask(image, **kwargs), peak_local_max(image, **kwargs))
+    # All-negative images have no maximum above 0 (fallback path).
+    negative = image - image.max() - 1
+    np.testing.assert_array_equal(peak_mask(negative, **kwargs),
+                                  peak_local_max(negative, **kwargs))
+
+
+def test_peak_mask_filters_only_around_values_above_threshold(monkeypatch):
+    """The maximum filter runs on the box of values above the threshold, not the image."""
+    from bids_regionx.core import peaks
+
+    shapes = []
+    original = peaks.maximum_filter
+
+    def spy(image, **kwargs):
+        shapes.append(image.shape)
+        return original(image, **kwargs)
+
+    monkeypatch.setattr(peaks, "maximum_filter", spy)
+    image = np.zeros((40, 40, 40), np.float32)
+    image[10:15, 20:24, 5:8] = ndimage.gaussian_filter(np.ones((5, 4, 3)), 1.0)
+    image += 1e-3 * ndimage.gaussian_filter(np.random.default_rng(0).random(image.shape), 2)
+    expected = peak_local_max(image)
+    np.testing.assert_array_equal(peak_mask(image), expected)
+    assert len(shapes) == 1 and np.prod(shapes[0]) <= 5 * 4 * 3
+
+
+def test_peak_mask_on_crops_of_every_map_equals_nilearn():
+    # Crops reaching beyond the support with zeros around (outside_is_zero), as in splitting.
+    for seed in range(4):
+        s = np.zeros((40, 42, 38), np.float32)
+        s[8:32, 9:36, 7:29] = _peaky(seed)
+        s[s < 0.02] = 0  # zero outside a compact support, negatives removed
+        box = tuple(slice(a.start - 2, a.stop + 2) for a in ndimage.find_objects(
+            (s != 0).astype(np.uint8))[0])
+        np.testing.assert_array_equal(peak_mask(s[box], outside_is_zero=True),
+                                      peak_local_max(s)[box])

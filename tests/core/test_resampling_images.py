@@ -8,7 +8,7 @@ import pytest
 from nilearn.image import resample_img as nilearn_resample
 
 from bids_regionx.core.errors import DimensionError
-from bids_regionx.core.images import check_same_fov, concat_imgs, load_img
+from bids_regionx.core.images import bounding_box, check_same_fov, concat_imgs, load_img
 from bids_regionx.core.masks import binarize_mask
 from bids_regionx.core.resampling import resample_data
 
@@ -96,3 +96,26 @@ def test_binarize_mask_4d_nonbinary_and_nan():
     assert np.asanyarray(mask.dataobj).sum() == 62
     with pytest.raises(ValueError, match="empty"):
         binarize_mask(nib.Nifti1Image(np.zeros((3, 3, 3)), np.eye(4)))
+
+
+def _bounding_box_by_definition(nonzero):
+    where = np.nonzero(nonzero)
+    if where[0].size == 0:
+        return None
+    return tuple(slice(int(w.min()), int(w.max()) + 1) for w in where)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "reversed", "transposed", "strided"])
+def test_bounding_box_is_the_smallest_box(layout):
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        shape = tuple(int(n) for n in rng.integers(1, 12, 3))
+        a = rng.random(shape) < rng.choice([0.0, 0.002, 0.02, 0.3])
+        a = {
+            "C": a,
+            "F": np.asfortranarray(a),
+            "reversed": np.asfortranarray(a)[::-1, :, ::-1],
+            "transposed": a.transpose(2, 0, 1),
+            "strided": np.asfortranarray(a)[::2, :, 1::2],
+        }[layout]
+        assert bounding_box(a) == _bounding_box_by_definition(a), (trial, a.shape, a.strides)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from nilearn.image import threshold_img
 from nilearn.regions.region_extractor import _threshold_maps_ratio
+from scipy import ndimage
 from scipy.stats import scoreatpercentile
 
+from bids_regionx.core import thresholding
 from bids_regionx.core.thresholding import (
     resolve_threshold,
     score_at_percentile,
@@ -109,3 +111,160 @@ def test_input_not_modified():
     before = maps.copy()
     threshold_maps(maps, strategy="img_value", threshold=1.0, mask=np.ones(maps.shape[:3], bool))
     np.testing.assert_array_equal(maps, before)
+
+
+# ------------------------------------------------------------------------------------------
+# ratio_n_voxels: the percentile from the strongest magnitudes only (sampled bracket)
+
+
+def _ica_like(shape=(40, 44, 38, 6), seed=0, dtype=np.float32, order="F"):
+    """Sparse blobby maps with negative parts, like ICA maps: mostly exact zeros."""
+    rng = np.random.default_rng(seed)
+    maps = np.zeros(shape)
+    for k in range(shape[-1]):
+        noise = ndimage.gaussian_filter(rng.standard_normal(shape[:3]), 2.0)
+        maps[..., k] = np.where(np.abs(noise) > 0.05, noise, 0.0)
+    return np.asarray(maps.astype(dtype), order=order)
+
+
+def _spy_on_brackets(monkeypatch) -> list:
+    """Record the (lower, upper) bounds of every pass over the maps."""
+    calls = []
+    original = thresholding._bracket
+
+    def spy(maps, lower, upper, n_threads):
+        calls.append((lower, upper))
+        return original(maps, lower, upper, n_threads)
+
+    monkeypatch.setattr(thresholding, "_bracket", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "ratio,bounds",
+    [
+        (0.002, "lower"),  # the sample's top cannot bound so few values from above
+        (0.5, "both"),
+        (1.0, "both"),
+        (2.0, "both"),
+        (5.0, "none"),  # the percentile falls among the zeros
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["F", "C", "strided"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_ratio_cutoff_from_a_bracket_is_scipy(
+    monkeypatch, ratio, bounds, dtype, order, n_threads
+):
+    # A small sample size so that these maps are sampled with a stride, as MNI-size maps are.
+    monkeypatch.setattr(thresholding, "_SAMPLE_SIZE", 5_000)
+    calls = _spy_on_brackets(monkeypatch)
+    maps = _ica_like(dtype=dtype, order="C" if order == "C" else "F")
+    if order == "strided":
+        maps = np.concatenate([maps, maps[::-1]], axis=-1)[..., ::2]
+    q = 100.0 - (100.0 / maps.shape[-1]) * ratio
+    cutoff = thresholding.ratio_threshold(maps, ratio, n_threads=n_threads).cutoff
+    assert cutoff == scoreatpercentile(np.abs(maps), q)
+    assert type(cutoff) is np.float64
+    # One pass over the maps, with the bounds the sample could give.
+    assert [("lower" if upper is None else "both") for _, upper in calls] == (
+        [] if bounds == "none" else [bounds]
+    )
+
+
+def test_ratio_cutoff_with_ties_at_the_bracket(monkeypatch):
+    # Values on a coarse grid: the order statistics and the bounds are tied with many others.
+    monkeypatch.setattr(thresholding, "_SAMPLE_SIZE", 5_000)
+    maps = np.round(_ica_like(seed=1) * 20) / 20
+    for ratio in (0.3, 1.0, 2.5):
+        q = 100.0 - (100.0 / maps.shape[-1]) * ratio
+        assert thresholding.ratio_threshold(maps, ratio).cutoff == scoreatpercentile(
+            np.abs(maps), q
+        )
+
+
+def _biased_sample_maps(sampled_value: float, other_value: float) -> np.ndarray:
+    """Maps whose strided sample sees only ``sampled_value``: it misjudges every percentile."""
+    maps = _ica_like(seed=2)
+    flat = maps.ravel(order="K")
+    step = thresholding._next_prime(maps.size // thresholding._SAMPLE_SIZE)
+    nonzero = flat != 0
+    flat[nonzero] = other_value * np.sign(flat[nonzero])
+    flat[::step] = sampled_value
+    flat[np.flatnonzero(nonzero)[::7]] *= 1.5  # two distinct strong values besides
+    return maps
+
+
+def test_ratio_bracket_too_low_retries_without_upper_bound(monkeypatch):
+    monkeypatch.setattr(thresholding, "_SAMPLE_SIZE", 5_000)
+    calls = _spy_on_brackets(monkeypatch)
+    # The sample holds small values only: both bounds are too low, too many values lie above.
+    maps = _biased_sample_maps(sampled_value=0.01, other_value=1.0)
+    cutoff = thresholding.ratio_threshold(maps, 1.0).cutoff
+    assert cutoff == scoreatpercentile(np.abs(maps), 100.0 - 100.0 / maps.shape[-1])
+    assert [upper is None for _, upper in calls] == [False, True]
+
+
+def test_ratio_bracket_too_high_falls_back_to_the_full_computation(monkeypatch):
+    monkeypatch.setattr(thresholding, "_SAMPLE_SIZE", 5_000)
+    calls = _spy_on_brackets(monkeypatch)
+    # The sample holds large values only: the lower bound leaves out needed values.
+    maps = _biased_sample_maps(sampled_value=100.0, other_value=1.0)
+    cutoff = thresholding.ratio_threshold(maps, 1.0).cutoff
+    assert cutoff == scoreatpercentile(np.abs(maps), 100.0 - 100.0 / maps.shape[-1])
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8])
+def test_ratio_cutoff_integer_maps_take_the_full_computation(monkeypatch, dtype):
+    calls = _spy_on_brackets(monkeypatch)
+    maps = (np.abs(_ica_like(seed=3)) * 400).astype(dtype)
+    cutoff = thresholding.ratio_threshold(maps, 1.0).cutoff
+    assert cutoff == scoreatpercentile(np.abs(maps), 100.0 - 100.0 / maps.shape[-1])
+    assert calls == []
+
+
+def test_ratio_cutoff_among_zeros_is_zero(monkeypatch):
+    # More voxels asked for than there are non-zero values: the percentile is a zero.
+    calls = _spy_on_brackets(monkeypatch)
+    maps = np.zeros((20, 20, 20, 4), np.float32)
+    maps[5:8, 5:8, 5:8] = 1.5
+    maps[6, 6, 6, 2] = -3.0
+    assert thresholding.ratio_threshold(maps, 3.0).cutoff == scoreatpercentile(
+        np.abs(maps), 100.0 - 100.0 / 4 * 3.0
+    ) == 0.0
+    assert calls == []
+
+
+def test_ratio_cutoff_nan_sorts_last(monkeypatch):
+    # Not reachable from a maps image (non-finite values are zeroed on loading), but the
+    # cut-off still equals scipy's, which sorts NaN above every value.
+    monkeypatch.setattr(thresholding, "_SAMPLE_SIZE", 5_000)
+    maps = _ica_like(seed=4)
+    maps[3, 4, 5, 1] = np.nan
+    q = 100.0 - 100.0 / maps.shape[-1] * 0.0001
+    expected = scoreatpercentile(np.abs(maps), q)
+    assert np.array_equal(thresholding.ratio_threshold(maps, 0.0001).cutoff, expected,
+                          equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "threshold,keeps",
+    [
+        (thresholding.Threshold(0.0, "magnitude"), True),
+        (thresholding.Threshold(np.float64(0.2), "magnitude"), False),
+        (thresholding.Threshold(0.0, "above"), True),
+        (thresholding.Threshold(0.3, "above"), False),
+        (thresholding.Threshold(0.0, "two_sided"), True),
+        (thresholding.Threshold(0.3, "two_sided"), False),
+        (thresholding.Threshold(-0.3, "below"), False),
+    ],
+)
+def test_which_thresholds_keep_signed_zeros(threshold, keeps):
+    maps = np.array([-0.0, 0.0, -0.5, 0.5], np.float32).reshape(1, 1, 4, 1)
+    out = threshold.apply(maps)
+    assert threshold.keeps_zeros(np.float32) is keeps
+    # A kept -0.0 keeps its sign bit; a dropped one becomes +0.0, like nilearn's "= 0.0".
+    assert bool(np.signbit(out[0, 0, 0, 0])) is keeps
+    expected = np.where(threshold.dropped(maps), np.float32(0.0), maps)
+    np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
