@@ -365,7 +365,9 @@ class RegionExtractor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
                 mask_img = resample_img(mask_img, ref.affine, ref.shape[:3],
                                         interpolation="nearest")
         data = get_data(maps_img)
-        if not np.any(data):
+        # The fitted regions always hold non-zero values; only resampled ones can lose them
+        # (and reading the whole 4D array costs a pass over mostly untouched zero pages).
+        if maps_img is not self.regions_img_ and not np.any(data):
             raise ValueError("maps_img contains no map.")
         if mask_img is not None and ref is not None:
             if not np.any(data[get_data(mask_img).astype(bool)]):

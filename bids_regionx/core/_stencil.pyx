@@ -120,14 +120,17 @@ def neighbour_steps(const int32_t[:, :, ::1] labels, const image_t[:, :, :] imag
     neighbours : ndarray of int32, shape (6, n)
         For unknown voxel ``u`` (numbered in C order) and direction ``s`` (x-, y-, z-, z+, y+,
         x+): the neighbour's unknown number, ``-label`` for a seed, or :data:`ABSENT`.
-    gradients : ndarray of float64, shape (6, n)
-        ``float64(|I[u] - I[v]|) ** 2 * scale`` (the step taken in the image's dtype, as the
-        reference), 0 where the neighbour is absent.
+    edges : ndarray of int32, shape (6, n)
+        Where the edge from ``u`` in direction ``s`` is in ``gradients`` (-1 if absent): an
+        edge between two unknown voxels is listed once, so both ends share it.
+    gradients : ndarray of float64, shape (n_edges,)
+        ``float64(|I[u] - I[v]|) ** 2 * scale``, the step taken in the image's dtype as the
+        reference does (and ``|a - b| == |b - a|`` exactly, so either end gives it).
     """
     cdef Py_ssize_t nx = labels.shape[0], ny = labels.shape[1], nz = labels.shape[2]
     cdef Py_ssize_t i, j, k, ii, jj, kk, s
-    cdef int64_t n = 0
-    cdef int32_t lab
+    cdef int64_t n = 0, m = 0
+    cdef int32_t lab, v
     cdef image_t step
     cdef double d
     number_arr = np.empty((nx, ny, nz), dtype=np.int32)
@@ -142,9 +145,11 @@ def neighbour_steps(const int32_t[:, :, ::1] labels, const image_t[:, :, :] imag
                     else:
                         number[i, j, k] = -1
     neighbours_arr = np.full((6, n), ABSENT, dtype=np.int32)
-    gradients_arr = np.zeros((6, n), dtype=np.float64)
+    edges_arr = np.full((6, n), -1, dtype=np.int32)
+    gradients_arr = np.empty(6 * n, dtype=np.float64)
     cdef int32_t[:, ::1] neighbours = neighbours_arr
-    cdef double[:, ::1] gradients = gradients_arr
+    cdef int32_t[:, ::1] edges = edges_arr
+    cdef double[::1] gradients = gradients_arr
     cdef int64_t u = 0
     with nogil:
         for i in range(nx):
@@ -161,26 +166,37 @@ def neighbour_steps(const int32_t[:, :, ::1] labels, const image_t[:, :, :] imag
                         lab = labels[ii, jj, kk]
                         if lab < 0:
                             continue
-                        neighbours[s, u] = number[ii, jj, kk] if lab == 0 else -lab
+                        if lab == 0:
+                            v = number[ii, jj, kk]
+                            neighbours[s, u] = v
+                            if s < 3:
+                                # An earlier unknown: it listed this edge in the opposite
+                                # direction (x- <-> x+ is s <-> 5 - s).
+                                edges[s, u] = edges[5 - s, v]
+                                continue
+                        else:
+                            neighbours[s, u] = -lab
                         # |I[a] - I[b]| in the image's dtype, then float64, squared, scaled.
                         step = image[i, j, k] - image[ii, jj, kk]
                         if step < 0:
                             step = -step
                         d = <double>step
-                        gradients[s, u] = (d * d) * scale
+                        gradients[m] = (d * d) * scale
+                        edges[s, u] = <int32_t>m
+                        m += 1
                     u += 1
-    return neighbours_arr, gradients_arr
+    return neighbours_arr, edges_arr, gradients_arr[:m]
 
 
-def assemble(const int32_t[:, ::1] neighbours, const double[:, ::1] weights,
-             Py_ssize_t n_labels, Py_ssize_t stride):
+def assemble(const int32_t[:, ::1] neighbours, const int32_t[:, ::1] edges,
+             const double[::1] weights, Py_ssize_t n_labels, Py_ssize_t stride):
     """The linear system of the unknown voxels, as the reference's Laplacian gives it.
 
     Parameters
     ----------
-    neighbours : ndarray of int32, shape (6, n)
+    neighbours, edges : ndarray of int32, shape (6, n)
         From :func:`neighbour_steps`.
-    weights : ndarray of float64, shape (6, n)
+    weights : ndarray of float64, shape (n_edges,)
         Edge weights ``exp(-gradient) + eps``.
     n_labels : int
         Number of seed labels L.
@@ -219,7 +235,7 @@ def assemble(const int32_t[:, ::1] neighbours, const double[:, ::1] weights,
             for r in range(6):
                 s = degree_order[r]
                 if neighbours[s, u] != _ABSENT:
-                    acc = acc + (-weights[s, u])
+                    acc = acc + (-weights[edges[s, u]])
             vals[3, u] = -acc
             cols[3, u] = <int32_t>u
             for s in range(6):
@@ -228,7 +244,7 @@ def assemble(const int32_t[:, ::1] neighbours, const double[:, ::1] weights,
                 cols[t, u] = _ABSENT
                 if c == _ABSENT:
                     continue
-                w = weights[s, u]
+                w = weights[edges[s, u]]
                 if c >= 0:
                     cols[t, u] = c
                     vals[t, u] = -w
@@ -304,10 +320,10 @@ def _pack(int32_t[:, ::1] cols, const double[:, ::1] vals):
                     svals[n_singles, t] = vals[t, i]
                 n_singles += 1
                 i += 1
+    # Leading slices (contiguous views): copying them would cost more than the unused tail.
     return (
-        groups_arr[:n_groups].copy(), gcols_arr[:n_groups].copy(), gvals_arr[:n_groups].copy(),
-        singles_arr[:n_singles].copy(), scols_arr[:n_singles].copy(),
-        svals_arr[:n_singles].copy(),
+        groups_arr[:n_groups], gcols_arr[:n_groups], gvals_arr[:n_groups],
+        singles_arr[:n_singles], scols_arr[:n_singles], svals_arr[:n_singles],
     )
 
 

@@ -106,16 +106,16 @@ def random_walker(
     """
     if warn is None:
         warn = _warn
-    out_labels = np.copy(labels)
+    given = labels  # returned (as a copy) when nothing can be segmented
     if (labels != 0).all():
         warn(
             "Random walker only segments unlabeled areas, where labels == 0. No zero valued "
             "areas in labels were found. Returning provided labels."
         )
-        return out_labels
+        return np.copy(given)
     if not cropped and (labels == 0).all():
         warn("Random walker received no seed label. Returning provided labels.")
-        return out_labels
+        return np.copy(given)
     if image.ndim != 3:
         raise ValueError("For non-multichannel input, data must be of dimension 2 or 3.")
     if std is None:
@@ -135,17 +135,17 @@ def random_walker(
             "Random walker only segments unlabeled areas, where labels == 0. Data provided only "
             "contains isolated seeds and isolated pixels. Returning provided labels."
         )
-        return out_labels
+        return np.copy(given)
 
     # Same expression order as the reference: |step| in the image dtype, float64, squared,
     # times the (float32 for float32 maps) beta / (10 std), exponential, plus eps.
     scale = float(beta / (10 * std))
-    neighbours, gradients = _stencil.neighbour_steps(labels, image, scale)
+    neighbours, edges, gradients = _stencil.neighbour_steps(labels, image, scale)
     weights = np.exp(-gradients)
     weights += EPS
     n_unknown = neighbours.shape[1]
     stride = -(-n_unknown // 8) * 8  # each label's vectors start 64-byte aligned
-    system, rhs = _stencil.assemble(neighbours, weights, int(labels.max()), stride)
+    system, rhs = _stencil.assemble(neighbours, edges, weights, int(labels.max()), stride)
     solutions = _stencil.solve(system, rhs, float(tol))
     winner = np.argmax(solutions, axis=0)
 

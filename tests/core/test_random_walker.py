@@ -60,11 +60,11 @@ def _nilearn_system(m, labels):
 
 def _our_system(m, labels):
     scale = float(130.0 / (10 * walker_std(m)))
-    neighbours, gradients = _stencil.neighbour_steps(labels, m, scale)
+    neighbours, edges, gradients = _stencil.neighbour_steps(labels, m, scale)
     weights = np.exp(-gradients)
     weights += 1e-10
     n = neighbours.shape[1]
-    return _stencil.assemble(neighbours, weights, int(labels.max()), n + 3)
+    return _stencil.assemble(neighbours, edges, weights, int(labels.max()), n + 3)
 
 
 def _rows(system):
