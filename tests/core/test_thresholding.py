@@ -195,24 +195,24 @@ def _biased_sample_maps(sampled_value: float, other_value: float) -> np.ndarray:
     return maps
 
 
-def test_ratio_bracket_too_low_retries_without_upper_bound(monkeypatch):
+@pytest.mark.parametrize(
+    "sampled_value",
+    [
+        # The sample holds small values only: both bounds are too low, too many values lie
+        # above; the retry without an upper bound finds them.
+        pytest.param(0.01, id="too-low-retries-without-upper-bound"),
+        # The sample holds large values only: the lower bound leaves out needed values, the
+        # retry fails too and the full computation runs.
+        pytest.param(100.0, id="too-high-falls-back-to-full-computation"),
+    ],
+)
+def test_ratio_bracket_that_misses_still_gives_scipys_cutoff(monkeypatch, sampled_value):
     monkeypatch.setattr(thresholding, "_SAMPLE_SIZE", 5_000)
     calls = _spy_on_brackets(monkeypatch)
-    # The sample holds small values only: both bounds are too low, too many values lie above.
-    maps = _biased_sample_maps(sampled_value=0.01, other_value=1.0)
+    maps = _biased_sample_maps(sampled_value=sampled_value, other_value=1.0)
     cutoff = thresholding.ratio_threshold(maps, 1.0).cutoff
     assert cutoff == scoreatpercentile(np.abs(maps), 100.0 - 100.0 / maps.shape[-1])
     assert [upper is None for _, upper in calls] == [False, True]
-
-
-def test_ratio_bracket_too_high_falls_back_to_the_full_computation(monkeypatch):
-    monkeypatch.setattr(thresholding, "_SAMPLE_SIZE", 5_000)
-    calls = _spy_on_brackets(monkeypatch)
-    # The sample holds large values only: the lower bound leaves out needed values.
-    maps = _biased_sample_maps(sampled_value=100.0, other_value=1.0)
-    cutoff = thresholding.ratio_threshold(maps, 1.0).cutoff
-    assert cutoff == scoreatpercentile(np.abs(maps), 100.0 - 100.0 / maps.shape[-1])
-    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.uint8])
