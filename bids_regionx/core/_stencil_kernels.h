@@ -16,8 +16,9 @@
 #define BRX_SLOTS 7
 #define BRX_LANES 4
 
-/* An AVX2 copy next to the baseline one, chosen at load time (GCC/clang on x86-64 ELF). */
-#if defined(__x86_64__) && defined(__ELF__) && \
+/* An AVX2 copy next to the baseline one, chosen at load time (GCC/clang on x86-64 glibc, whose
+   ifunc resolver picks it; elsewhere the baseline code alone). */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && \
     (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 6))
 #define BRX_MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
