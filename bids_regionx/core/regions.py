@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -284,12 +285,10 @@ def split_maps(
 
     n_maps = maps.shape[-1]
     n_threads = min(n_threads or default_n_threads(), n_maps)
-    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
-    try:
-        if pool is not None:
-            results = list(pool.map(work, range(n_maps)))
-        else:
-            results = [work(k) for k in range(n_maps)]
+    # One pool for both phases (maps, then region writes); serial when one thread suffices.
+    with ThreadPoolExecutor(n_threads) if n_threads > 1 else nullcontext() as pool:
+        run = map if pool is None else pool.map
+        results = list(run(work, range(n_maps)))
 
         pieces: list[_Piece] = []
         for map_pieces, messages in results:
@@ -308,14 +307,7 @@ def split_maps(
         def write(i):
             _write_region(flat[i * n_voxels : (i + 1) * n_voxels], pieces[i])
 
-        if pool is not None:
-            list(pool.map(write, range(len(pieces))))
-        else:
-            for i in range(len(pieces)):
-                write(i)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+        list(run(write, range(len(pieces))))
     # NaN, if any, propagates (as in regions.min()) and then counts as unknown.
     low = np.float32(np.min([np.min(p.values) for p in pieces]))
     high = np.float32(np.max([np.max(p.values) for p in pieces]))
